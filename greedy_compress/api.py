@@ -1,0 +1,171 @@
+"""One-call compression, and the phases it chains for reuse across experiments."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from greedy_compress._validation import check_open_unit
+from greedy_compress.apply import FinetuneCallback, apply_selection
+from greedy_compress.cost import CostMetric, measure_cost
+from greedy_compress.layers import make_example_input
+from greedy_compress.report import CompressionReport, LayerReport
+from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.scores import EvalScores
+from greedy_compress.search import Evaluator, build_eval_scores, run_evaluator
+from greedy_compress.solvers import Selection, Solver, get_solver
+
+__all__ = ["build_report", "compress", "select"]
+
+
+def select(
+    scores: EvalScores,
+    *,
+    target: float,
+    solver: str | Solver = "greedy",
+    metric: CostMetric | None = None,
+) -> Selection:
+    """Choose per-layer ranks from a dictionary so the model keeps ``target`` of its cost.
+
+    Cheap and pure: call it for as many targets and solvers as you like.
+
+    Example:
+        >>> scores = EvalScores.load("scores.json")                    # doctest: +SKIP
+        >>> [select(scores, target=t).predicted_ratio for t in (0.7, 0.5)]  # doctest: +SKIP
+    """
+    return get_solver(solver, "select").solve(scores, target=target, metric=metric)
+
+
+def build_report(
+    model: nn.Module,
+    compressed: nn.Module,
+    *,
+    scores: EvalScores,
+    selection: Selection,
+    example_input: torch.Tensor,
+    final_score: float,
+    timings: dict[str, float] | None = None,
+) -> CompressionReport:
+    """Measure both models on ``example_input`` and describe what changed per layer."""
+    before, after = measure_cost(model, example_input), measure_cost(compressed, example_input)
+    rows = []
+    for name, layer in scores.layers.items():
+        choice = selection.choices.get(name)
+        if choice is None:
+            rows.append(LayerReport(name, 1.0, None, layer.info.cost, layer.info.cost))
+        else:
+            after_cost = next(e.cost for e in layer.entries if e.rank == choice.rank)
+            rows.append(LayerReport(name, choice.ratio, choice.rank, layer.info.cost, after_cost))
+    return CompressionReport(
+        scheme=selection.scheme,
+        solver=selection.solver,
+        metric=selection.metric,
+        target=selection.target,
+        achieved_ratio=after.get(selection.metric) / before.get(selection.metric),
+        predicted_ratio=selection.predicted_ratio,
+        model_before=before,
+        model_after=after,
+        baseline_score=scores.baseline,
+        final_score=final_score,
+        layers=rows,
+        skipped=dict(scores.skipped),
+        timings=dict(timings or {}),
+        selection=selection,
+    )
+
+
+def compress(
+    model: nn.Module,
+    evaluator: Evaluator,
+    *,
+    target: float,
+    scheme: str | Scheme = "spatial_svd",
+    cost: CostMetric = "mac",
+    candidates: int | Sequence[float] | None = None,
+    example_input: torch.Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    ignore: Iterable[str] = (),
+    multiplicity: int = 1,
+    scores_path: str | os.PathLike[str] | None = None,
+    finetune: FinetuneCallback | None = None,
+    progress: bool = True,
+    solver: str | Solver = "greedy",
+) -> tuple[nn.Module, CompressionReport]:
+    """Compress ``model`` to keep ``target`` of its MACs (or parameters) with the best score.
+
+    Builds (or loads and completes) the eval-score dictionary, selects per-layer ratios,
+    builds the compressed model and evaluates it once. ``model`` is not modified.
+
+    Args:
+        model: the trained model.
+        evaluator: ``evaluator(model) -> float`` on held-out data, higher is better.
+        target: fraction of the model's cost to keep, in (0, 1).
+        scheme: ``"spatial_svd"`` or ``"weight_svd"`` (see ``available_schemes()``).
+        cost: ``"mac"`` or ``"memory"`` (parameter count).
+        candidates: number of evenly spaced candidate ratios (default 10) or a list.
+        example_input: a tensor the model accepts; or give ``input_shape``.
+        input_shape: shape of a zero input, batch dimension included.
+        ignore: names of modules (and their children) never to compress.
+        multiplicity: ranks are rounded down to a multiple of this (e.g. 8).
+        scores_path: JSON file for the dictionary: reused, resumed, written per layer.
+        finetune: ``finetune(model, layer_name)`` called after each layer is compressed.
+        progress: show progress bars.
+        solver: ``"greedy"`` (see ``available_solvers()``).
+
+    Returns:
+        The compressed model and a :class:`CompressionReport`.
+
+    Example:
+        >>> from evaluators import TopKAccuracy
+        >>> small, report = compress(model, TopKAccuracy(val_loader), target=0.5,
+        ...                          input_shape=(1, 3, 32, 32))  # doctest: +SKIP
+        >>> print(report)                                          # doctest: +SKIP
+    """
+    # Check what is cheap to check before the expensive dictionary.
+    target = check_open_unit(target, "target", "compress")
+    scheme = get_scheme(scheme, "compress")
+    solver = get_solver(solver, "compress")
+    example = make_example_input(example_input, input_shape, "compress")
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    scores = build_eval_scores(
+        model,
+        evaluator,
+        scheme=scheme,
+        cost=cost,
+        candidates=candidates,
+        example_input=example,
+        ignore=ignore,
+        multiplicity=multiplicity,
+        scores_path=scores_path,
+        progress=progress,
+    )
+    timings["dictionary"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    selection = solver.solve(scores, target=target)
+    timings["selection"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    compressed = apply_selection(model, selection, scheme=scheme, finetune=finetune)
+    timings["apply"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    final_score = run_evaluator(evaluator, compressed)
+    timings["final evaluation"] = time.perf_counter() - start
+
+    report = build_report(
+        model,
+        compressed,
+        scores=scores,
+        selection=selection,
+        example_input=example,
+        final_score=final_score,
+        timings=timings,
+    )
+    return compressed, report

@@ -1,0 +1,76 @@
+"""Build the compressed model from a selection (and rebuild it from saved files)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from greedy_compress._validation import bad_parameter
+from greedy_compress.exceptions import GreedyCompressError
+from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.solvers import Selection
+
+__all__ = ["FinetuneCallback", "apply_selection", "load_compressed"]
+
+FinetuneCallback = Callable[[nn.Module, str], None]
+
+
+def apply_selection(
+    model: nn.Module,
+    selection: Selection,
+    *,
+    scheme: str | Scheme | None = None,
+    finetune: FinetuneCallback | None = None,
+) -> nn.Module:
+    """Return a compressed copy of ``model``; ``model`` itself is left untouched.
+
+    Layers are compressed in the selection's (network) order. After each one,
+    ``finetune(compressed_model, layer_name)`` is called if given, so later layers are
+    factorized from the already fine-tuned weights.
+
+    Args:
+        model: the original model.
+        selection: per-layer ranks, from a solver or :meth:`Selection.load`.
+        scheme: overrides the scheme named in the selection (for unregistered schemes).
+        finetune: optional per-layer fine-tuning callback.
+
+    Example:
+        >>> selection = GreedySolver().solve(scores, target=0.5)  # doctest: +SKIP
+        >>> small = apply_selection(model, selection)             # doctest: +SKIP
+    """
+    scheme = get_scheme(selection.scheme if scheme is None else scheme, "apply_selection")
+    if finetune is not None and not callable(finetune):
+        raise bad_parameter("finetune", "apply_selection", "a callable (model, name)", finetune)
+    compressed = copy.deepcopy(model)
+    for name, choice in selection.choices.items():
+        try:
+            original = compressed.get_submodule(name)
+        except AttributeError:
+            raise GreedyCompressError(
+                f"The selection names layer {name!r}, which this model does not have."
+            ) from None
+        compressed.set_submodule(name, scheme.compress(original, choice.rank))
+        if finetune is not None:
+            finetune(compressed, name)
+    return compressed
+
+
+def load_compressed(
+    model: nn.Module, selection: Selection, weights: str | os.PathLike[str]
+) -> nn.Module:
+    """Rebuild a saved compressed model: apply the selection's shapes, then load its weights.
+
+    The weights file is read with ``torch.load(..., weights_only=True)``: never unpickled.
+
+    Example:
+        >>> small = load_compressed(DigitsCNN(), Selection.load("selection.json"),
+        ...                         "compressed.pt")  # doctest: +SKIP
+    """
+    compressed = apply_selection(model, selection)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    compressed.load_state_dict(state)
+    return compressed

@@ -1,0 +1,39 @@
+"""Every error greedy-compress raises on purpose derives from :class:`GreedyCompressError`.
+
+The CLI turns these into one-line messages; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GreedyCompressError",
+    "InvalidParameterError",
+    "NoCompressibleLayerError",
+    "ScoresFormatError",
+    "ScoresMismatchError",
+    "TargetUnreachableError",
+]
+
+
+class GreedyCompressError(Exception):
+    """Base class of every error raised on purpose by greedy-compress."""
+
+
+class InvalidParameterError(GreedyCompressError, ValueError):
+    """Raised when an argument has a bad value; the message names the value and what is allowed."""
+
+
+class NoCompressibleLayerError(GreedyCompressError, ValueError):
+    """Raised when a model has no layer the chosen scheme can compress (after ``ignore``)."""
+
+
+class TargetUnreachableError(GreedyCompressError, ValueError):
+    """Raised when even the smallest candidates cannot meet the target; states what is reachable."""
+
+
+class ScoresFormatError(GreedyCompressError, ValueError):
+    """Raised when an eval-score file is not valid JSON of a format version we can read."""
+
+
+class ScoresMismatchError(GreedyCompressError, ValueError):
+    """Raised when an eval-score file was made for another model or setting; names the fields."""

@@ -1,0 +1,116 @@
+"""The interface every compression scheme implements, and the rank arithmetic they share.
+
+A scheme turns one layer into a cheaper module at a given *rank* (the size knob: kept
+singular values, kept channels, ...). The search and the solvers only speak ratios, so the
+base class maps "keep this fraction of the layer's cost" to the largest rank that meets it,
+rounded down to a multiple of ``multiplicity``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import nn
+
+from greedy_compress.cost import Cost, CostMetric
+from greedy_compress.layers import LayerInfo
+
+__all__ = ["Candidate", "Factorization", "Scheme"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to compress a layer: the ratio asked for, the rank it gave, what it costs.
+
+    ``real_ratio`` is the fraction of the layer's cost (in the metric it was chosen for)
+    really kept after rank rounding; it can differ from ``ratio``.
+    """
+
+    ratio: float
+    rank: int
+    cost: Cost
+    real_ratio: float
+
+
+class Factorization(ABC):
+    """A layer's decomposition, computed once and truncated to any rank."""
+
+    @abstractmethod
+    def build(self, rank: int) -> nn.Module:
+        """Return a new module approximating the layer at ``rank``."""
+
+
+class Scheme(ABC):
+    """A way to compress single layers. Subclasses set ``name`` and the four abstract methods.
+
+    ``compress`` never mutates the module it is given.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def skip_reason(self, layer: LayerInfo) -> str | None:
+        """Why this scheme cannot handle ``layer``, or None when it can."""
+
+    @abstractmethod
+    def max_rank(self, layer: LayerInfo) -> int:
+        """The rank at which the compressed layer reproduces the original exactly."""
+
+    @abstractmethod
+    def cost(self, layer: LayerInfo, rank: int) -> Cost:
+        """Analytic cost of the compressed layer at ``rank`` (exact, matches measurement)."""
+
+    @abstractmethod
+    def factorize(self, module: nn.Module) -> Factorization:
+        """Decompose ``module`` once; the result builds the compressed layer at any rank."""
+
+    def compress(self, module: nn.Module, rank: int) -> nn.Module:
+        """Return a new module replacing ``module`` at ``rank``."""
+        return self.factorize(module).build(rank)
+
+    # Shared arithmetic; schemes rarely need to override these.
+
+    def unsupported_reason(self, layer: LayerInfo, metric: CostMetric) -> str | None:
+        """Why the layer must be skipped for ``metric``: unsupported, or nothing to save."""
+        reason = self.skip_reason(layer)
+        if reason is not None:
+            return reason
+        if self.cost(layer, 1).get(metric) >= layer.cost.get(metric):
+            return f"{self.name} cannot lower its {metric} cost even at rank 1"
+        return None
+
+    def rank_for_ratio(
+        self, layer: LayerInfo, ratio: float, metric: CostMetric, multiplicity: int = 1
+    ) -> int:
+        """Largest rank whose cost is at most ``ratio`` of the layer's, rounded to a multiple.
+
+        The rank is rounded down to a multiple of ``multiplicity`` (but at least one
+        multiple, and at most ``max_rank``), so the real ratio may land above or below
+        ``ratio``; :meth:`candidate` reports it.
+        """
+        budget = ratio * layer.cost.get(metric)
+        low, high = 1, self.max_rank(layer)
+        if self.cost(layer, low).get(metric) > budget:
+            rank = low
+        else:  # cost grows with rank: binary search the largest rank within budget
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self.cost(layer, middle).get(metric) <= budget:
+                    low = middle
+                else:
+                    high = middle - 1
+            rank = low
+        rounded = max(multiplicity, rank // multiplicity * multiplicity)
+        return min(rounded, self.max_rank(layer))
+
+    def candidate(
+        self, layer: LayerInfo, ratio: float, metric: CostMetric, multiplicity: int = 1
+    ) -> Candidate:
+        """The rank, cost and real kept ratio for a requested ``ratio``."""
+        rank = self.rank_for_ratio(layer, ratio, metric, multiplicity)
+        cost = self.cost(layer, rank)
+        return Candidate(
+            ratio=ratio, rank=rank, cost=cost, real_ratio=cost.get(metric) / layer.cost.get(metric)
+        )

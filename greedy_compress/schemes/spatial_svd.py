@@ -1,0 +1,110 @@
+"""Spatial SVD: a kh x kw conv becomes a kh x 1 conv (in -> r) then a 1 x kw conv (r -> out).
+
+The kernel ``W[o, c, i, j]`` is read as a matrix with rows (c, i) and columns (o, j); its
+rank-r SVD gives the vertical conv (from the left factor) and the horizontal conv (from the
+right factor). Stride, padding and dilation split by dimension, so the pair computes
+exactly the original at full rank.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from greedy_compress.cost import Cost
+from greedy_compress.layers import LayerInfo
+from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.schemes._svd import SplitSVD
+
+__all__ = ["SpatialSVD", "spatial_svd"]
+
+
+def _split_padding(padding: tuple[int, ...] | str) -> tuple[tuple[int, int] | str, ...]:
+    if isinstance(padding, str):  # "same" / "valid" apply per dimension unchanged
+        return padding, padding
+    return (padding[0], 0), (0, padding[1])
+
+
+class _SpatialSVDFactorization(Factorization):
+    def __init__(self, module: nn.Conv2d) -> None:
+        self.module = module
+        out_ch, in_ch, kh, kw = module.weight.shape
+        matrix = module.weight.permute(1, 2, 0, 3).reshape(in_ch * kh, out_ch * kw)
+        self.svd = SplitSVD(matrix)
+
+    def build(self, rank: int) -> nn.Sequential:
+        module = self.module
+        out_ch, in_ch, kh, kw = module.weight.shape
+        factory = {"device": module.weight.device, "dtype": module.weight.dtype}
+        pad_v, pad_h = _split_padding(module.padding)
+        vertical = nn.Conv2d(
+            in_ch,
+            rank,
+            (kh, 1),
+            stride=(module.stride[0], 1),
+            padding=pad_v,
+            dilation=(module.dilation[0], 1),
+            bias=False,
+            padding_mode=module.padding_mode,
+            **factory,
+        )
+        horizontal = nn.Conv2d(
+            rank,
+            out_ch,
+            (1, kw),
+            stride=(1, module.stride[1]),
+            padding=pad_h,
+            dilation=(1, module.dilation[1]),
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+            **factory,
+        )
+        left, right = self.svd.factors(rank)  # (in*kh, r), (r, out*kw)
+        vertical.weight.data.copy_(left.reshape(in_ch, kh, rank).permute(2, 0, 1).unsqueeze(-1))
+        horizontal.weight.data.copy_(right.reshape(rank, out_ch, kw).permute(1, 0, 2).unsqueeze(2))
+        if module.bias is not None:
+            horizontal.bias.data.copy_(module.bias.detach())
+        return nn.Sequential(vertical, horizontal)
+
+
+class SpatialSVD(Scheme):
+    """Spatial SVD for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways."""
+
+    name = "spatial_svd"
+
+    def skip_reason(self, layer: LayerInfo) -> str | None:
+        if layer.kind != "conv2d":
+            return f"{layer.kind} layer; spatial SVD needs a 2-D convolution"
+        if layer.groups != 1:
+            return f"grouped conv (groups={layer.groups}); spatial SVD needs groups=1"
+        if min(layer.kernel_size) == 1:
+            return f"kernel {layer.kernel_size} has size 1 along a dimension; nothing to split"
+        return None
+
+    def max_rank(self, layer: LayerInfo) -> int:
+        kh, kw = layer.kernel_size
+        return min(layer.in_channels * kh, layer.out_channels * kw)
+
+    def cost(self, layer: LayerInfo, rank: int) -> Cost:
+        kh, kw = layer.kernel_size
+        batch, _, out_h, out_w = layer.output_shape
+        mid_w = layer.input_shape[3]  # the kh x 1 conv never pads, strides or dilates the width
+        vertical = batch * out_h * mid_w * rank * layer.in_channels * kh
+        horizontal = batch * out_h * out_w * layer.out_channels * rank * kw
+        params = rank * layer.in_channels * kh + layer.out_channels * rank * kw
+        return Cost(
+            macs=vertical + horizontal, params=params + (layer.out_channels if layer.bias else 0)
+        )
+
+    def factorize(self, module: nn.Module) -> Factorization:
+        return _SpatialSVDFactorization(module)  # type: ignore[arg-type]
+
+
+def spatial_svd(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """Split a kh x kw ``conv`` into a kh x 1 conv with ``rank`` outputs and a 1 x kw conv.
+
+    Example:
+        >>> pair = spatial_svd(nn.Conv2d(8, 16, 3, padding=1), 4)
+        >>> [tuple(m.kernel_size) for m in pair]
+        [(3, 1), (1, 3)]
+    """
+    return _SpatialSVDFactorization(conv).build(rank)

@@ -1,0 +1,94 @@
+"""Weight SVD: a layer becomes a rank-r layer followed by a 1x1 (or Linear) projection.
+
+A k x k conv (in -> out) becomes a k x k conv (in -> r) then a 1x1 conv (r -> out, with the
+bias); a Linear becomes Linear(in -> r) then Linear(r -> out).
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from greedy_compress.cost import Cost
+from greedy_compress.layers import LayerInfo
+from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.schemes._svd import SplitSVD
+
+__all__ = ["WeightSVD", "weight_svd"]
+
+
+class _WeightSVDFactorization(Factorization):
+    def __init__(self, module: nn.Linear | nn.Conv1d | nn.Conv2d) -> None:
+        self.module = module
+        weight = module.weight
+        self.svd = SplitSVD(weight.reshape(weight.shape[0], -1))
+
+    def build(self, rank: int) -> nn.Sequential:
+        module = self.module
+        weight = module.weight
+        left, right = self.svd.factors(rank)
+        factory = {"device": weight.device, "dtype": weight.dtype}
+        if isinstance(module, nn.Linear):
+            first = nn.Linear(module.in_features, rank, bias=False, **factory)
+            second = nn.Linear(rank, module.out_features, bias=module.bias is not None, **factory)
+            first.weight.data.copy_(right)
+            second.weight.data.copy_(left)
+        else:
+            conv_type = nn.Conv1d if isinstance(module, nn.Conv1d) else nn.Conv2d
+            first = conv_type(
+                module.in_channels,
+                rank,
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                bias=False,
+                padding_mode=module.padding_mode,
+                **factory,
+            )
+            second = conv_type(
+                rank, module.out_channels, 1, bias=module.bias is not None, **factory
+            )
+            first.weight.data.copy_(right.reshape(first.weight.shape))
+            second.weight.data.copy_(left.reshape(second.weight.shape))
+        if module.bias is not None:
+            second.bias.data.copy_(module.bias.detach())
+        return nn.Sequential(first, second)
+
+
+class WeightSVD(Scheme):
+    """Weight SVD for ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` with ``groups=1``."""
+
+    name = "weight_svd"
+
+    def skip_reason(self, layer: LayerInfo) -> str | None:
+        if layer.groups != 1:
+            return f"grouped conv (groups={layer.groups}); weight SVD needs groups=1"
+        return None
+
+    def max_rank(self, layer: LayerInfo) -> int:
+        return min(layer.out_channels, layer.in_channels * math.prod(layer.kernel_size))
+
+    def cost(self, layer: LayerInfo, rank: int) -> Cost:
+        fan_in = layer.in_channels * math.prod(layer.kernel_size)
+        per_position = rank * (fan_in + layer.out_channels)
+        params = per_position + (layer.out_channels if layer.bias else 0)
+        return Cost(macs=layer.positions * per_position, params=params)
+
+    def factorize(self, module: nn.Module) -> Factorization:
+        return _WeightSVDFactorization(module)  # type: ignore[arg-type]
+
+
+def weight_svd(module: nn.Linear | nn.Conv1d | nn.Conv2d, rank: int) -> nn.Sequential:
+    """Split ``module`` into two layers through a rank-``rank`` bottleneck.
+
+    Example:
+        >>> layer = nn.Linear(16, 8)
+        >>> weight_svd(layer, 4)
+        Sequential(
+          (0): Linear(in_features=16, out_features=4, bias=False)
+          (1): Linear(in_features=4, out_features=8, bias=True)
+        )
+    """
+    return _WeightSVDFactorization(module).build(rank)  # type: ignore[return-value]

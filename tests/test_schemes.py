@@ -1,0 +1,143 @@
+"""Conformance tests run on every registered scheme, plus scheme-specific checks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from greedy_compress.cost import measure_cost
+from greedy_compress.exceptions import InvalidParameterError
+from greedy_compress.layers import profile_model
+from greedy_compress.schemes import available_schemes, get_scheme, spatial_svd, weight_svd
+
+LAYERS = {
+    "conv3x3": (nn.Conv2d(6, 10, 3, padding=1), (2, 6, 12, 13)),
+    "conv_strided_rect": (
+        nn.Conv2d(6, 10, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=False),
+        (2, 6, 12, 13),
+    ),
+    "conv_same_reflect": (
+        nn.Conv2d(6, 10, 3, padding="same", padding_mode="reflect"),
+        (1, 6, 9, 9),
+    ),
+    "conv_valid": (nn.Conv2d(6, 10, 3, stride=2), (1, 6, 11, 11)),
+    "conv1x1": (nn.Conv2d(6, 10, 1), (1, 6, 5, 5)),
+    "depthwise": (nn.Conv2d(6, 6, 3, padding=1, groups=6), (1, 6, 5, 5)),
+    "conv1d": (nn.Conv1d(6, 10, 5, stride=2, padding=1), (2, 6, 20)),
+    "linear": (nn.Linear(12, 10), (3, 4, 12)),
+    "linear_tiny_output": (nn.Linear(12, 1), (3, 12)),
+}
+
+
+def _layer(key):
+    torch.manual_seed(0)
+    module, shape = LAYERS[key]
+    module = copy.deepcopy(module).eval()
+    x = torch.randn(shape)
+    info = profile_model(nn.Sequential(module), x).layers["0"]
+    return module, x, info
+
+
+def _supported(scheme_name):
+    scheme = get_scheme(scheme_name)
+    return [k for k in LAYERS if scheme.unsupported_reason(_layer(k)[2], "mac") is None]
+
+
+CASES = [(s, k) for s in available_schemes() for k in _supported(s)]
+
+
+@pytest.mark.parametrize(("scheme_name", "key"), CASES)
+def test_full_rank_reproduces_the_layer(scheme_name, key):
+    scheme = get_scheme(scheme_name)
+    module, x, info = _layer(key)
+    compressed = scheme.compress(module, scheme.max_rank(info))
+    torch.testing.assert_close(compressed(x), module(x), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("scheme_name", "key"), CASES)
+def test_analytic_cost_equals_measured_cost_at_every_rank(scheme_name, key):
+    scheme = get_scheme(scheme_name)
+    module, x, info = _layer(key)
+    for rank in sorted({1, 2, scheme.max_rank(info) // 2, scheme.max_rank(info)} - {0}):
+        assert measure_cost(scheme.compress(module, rank), x) == scheme.cost(info, rank)
+
+
+@pytest.mark.parametrize(("scheme_name", "key"), CASES)
+def test_compress_never_mutates_its_argument(scheme_name, key):
+    scheme = get_scheme(scheme_name)
+    module, _, _ = _layer(key)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    scheme.compress(module, 1)
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+@pytest.mark.parametrize(("scheme_name", "key"), CASES)
+@pytest.mark.parametrize("metric", ["mac", "memory"])
+def test_rank_for_ratio_is_the_largest_rank_within_the_ratio(scheme_name, key, metric):
+    scheme = get_scheme(scheme_name)
+    _, _, info = _layer(key)
+    original = info.cost.get(metric)
+    for ratio in (0.2, 0.5, 0.9):
+        rank = scheme.rank_for_ratio(info, ratio, metric)
+        fits = scheme.cost(info, rank).get(metric) <= ratio * original
+        assert fits or rank == 1
+        if rank < scheme.max_rank(info):
+            assert scheme.cost(info, rank + 1).get(metric) > ratio * original
+
+
+@pytest.mark.parametrize("multiplicity", [4, 8])
+def test_rank_rounding_gives_multiples_and_reports_the_real_ratio(multiplicity):
+    scheme = get_scheme("weight_svd")
+    _, _, info = _layer("linear")  # max rank 10
+    for ratio in (0.1, 0.3, 0.6, 0.9):
+        plain = scheme.rank_for_ratio(info, ratio, "mac")
+        candidate = scheme.candidate(info, ratio, "mac", multiplicity)
+        assert candidate.rank == min(max(multiplicity, plain // multiplicity * multiplicity), 10)
+        assert candidate.real_ratio == pytest.approx(
+            scheme.cost(info, candidate.rank).macs / info.cost.macs
+        )
+
+
+@pytest.mark.parametrize(
+    ("scheme_name", "key", "reason"),
+    [
+        ("spatial_svd", "conv1x1", "size 1"),
+        ("spatial_svd", "depthwise", "groups=6"),
+        ("spatial_svd", "conv1d", "2-D convolution"),
+        ("spatial_svd", "linear", "2-D convolution"),
+        ("weight_svd", "depthwise", "groups=6"),
+        ("weight_svd", "linear_tiny_output", "cannot lower"),
+    ],
+)
+def test_layers_a_scheme_cannot_help_are_skipped_with_the_reason(scheme_name, key, reason):
+    _, _, info = _layer(key)
+    assert reason in get_scheme(scheme_name).unsupported_reason(info, "mac")
+
+
+def test_functional_forms_split_layers_as_documented():
+    pair = spatial_svd(nn.Conv2d(8, 16, 3, padding=1), 4)
+    assert [tuple(m.kernel_size) for m in pair] == [(3, 1), (1, 3)]
+    assert pair[0].out_channels == 4
+    linear = weight_svd(nn.Linear(16, 8), 4)
+    assert [(m.in_features, m.out_features) for m in linear] == [(16, 4), (4, 8)]
+
+
+def test_low_rank_error_shrinks_as_rank_grows():
+    module, x, info = _layer("conv3x3")
+    scheme = get_scheme("spatial_svd")
+    errors = [
+        (scheme.compress(module, r)(x) - module(x)).norm().item()
+        for r in (1, 4, 8, scheme.max_rank(info))
+    ]
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-3 * errors[0]
+
+
+def test_unknown_scheme_lists_the_valid_ones():
+    with pytest.raises(
+        InvalidParameterError, match=r"'scheme'.*'spatial_svd', 'weight_svd'.*'svd'"
+    ):
+        get_scheme("svd")
