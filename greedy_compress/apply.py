@@ -13,6 +13,7 @@ from greedy_compress._validation import bad_parameter
 from greedy_compress.exceptions import GreedyCompressError
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.solvers import Selection
+from greedy_compress.swap import replace_modules
 
 __all__ = ["FinetuneCallback", "apply_selection", "load_compressed"]
 
@@ -48,12 +49,13 @@ def apply_selection(
     compressed = copy.deepcopy(model)
     for name, choice in selection.choices.items():
         try:
-            original = compressed.get_submodule(name)
+            compressed.get_submodule(name)
         except AttributeError:
             raise GreedyCompressError(
                 f"The selection names layer {name!r}, which this model does not have."
             ) from None
-        compressed.set_submodule(name, scheme.compress(original, choice.rank))
+        factorization = scheme.factorize_in(compressed, name)
+        replace_modules(compressed, factorization.replacements(name, choice.rank))
         if finetune is not None:
             finetune(compressed, name)
     return compressed

@@ -26,6 +26,7 @@ from greedy_compress.fingerprint import make_fingerprint
 from greedy_compress.layers import ModelProfile, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.swap import swapped
 
 __all__ = ["Evaluator", "build_eval_scores", "run_evaluator"]
 
@@ -84,19 +85,15 @@ def _score_layer(
     bar: Any,
 ) -> LayerScores:
     layer = profile.layers[name]
-    original = model.get_submodule(name)
-    factorization = scheme.factorize(original)
+    factorization = scheme.factorize_in(model, name)
     by_rank: dict[int, float | None] = {}
     entries = []
     for ratio in candidates:
         choice = scheme.candidate(layer, ratio, metric, multiplicity)
         bar.set_postfix_str(f"{name} ratio={ratio:g} rank={choice.rank}", refresh=False)
         if choice.rank not in by_rank:
-            model.set_submodule(name, factorization.build(choice.rank))
-            try:
+            with swapped(model, factorization.replacements(name, choice.rank)):
                 score = run_evaluator(evaluator, model)
-            finally:
-                model.set_submodule(name, original)
             by_rank[choice.rank] = score if math.isfinite(score) else None
         bar.update(1)
         entries.append(

@@ -41,6 +41,14 @@ class Factorization(ABC):
     def build(self, rank: int) -> nn.Module:
         """Return a new module approximating the layer at ``rank``."""
 
+    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+        """New modules to put into the model, by fully-qualified name, for layer ``name``.
+
+        Most schemes replace only the layer itself; a scheme that also changes other
+        modules (channel pruning shrinks the layers feeding the pruned one) overrides this.
+        """
+        return {name: self.build(rank)}
+
 
 class Scheme(ABC):
     """A way to compress single layers. Subclasses set ``name`` and the four abstract methods.
@@ -65,6 +73,11 @@ class Scheme(ABC):
     @abstractmethod
     def factorize(self, module: nn.Module) -> Factorization:
         """Decompose ``module`` once; the result builds the compressed layer at any rank."""
+
+    def factorize_in(self, model: nn.Module, name: str) -> Factorization:
+        """Decompose layer ``name`` of ``model``. Schemes that need more than the layer
+        (the model's graph, data) override this; by default it is :meth:`factorize`."""
+        return self.factorize(model.get_submodule(name))
 
     def compress(self, module: nn.Module, rank: int) -> nn.Module:
         """Return a new module replacing ``module`` at ``rank``."""
