@@ -129,7 +129,7 @@ def compress(
     target = check_open_unit(target, "target", "compress")
     scheme = get_scheme(scheme, "compress")
     solver = get_solver(solver, "compress")
-    example = make_example_input(example_input, input_shape, "compress")
+    example = make_example_input(example_input, input_shape, "compress", like=model)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()

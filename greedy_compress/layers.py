@@ -110,11 +110,16 @@ class ModelProfile:
 
 
 def make_example_input(
-    example_input: torch.Tensor | None, input_shape: Sequence[int] | None, owner: str
+    example_input: torch.Tensor | None,
+    input_shape: Sequence[int] | None,
+    owner: str,
+    *,
+    like: nn.Module | None = None,
 ) -> torch.Tensor:
     """Return the example input, building a zero tensor from ``input_shape`` if needed.
 
     Exactly one of the two must be given; ``input_shape`` includes the batch dimension.
+    The zero tensor takes the device and floating dtype of ``like``'s first parameter.
     """
     if (example_input is None) == (input_shape is None):
         raise bad_parameter(
@@ -136,7 +141,10 @@ def make_example_input(
             "a non-empty sequence of positive ints (batch dim included)",
             input_shape,
         )
-    return torch.zeros(shape)
+    first = next(like.parameters(), None) if like is not None else None
+    if first is None:
+        return torch.zeros(shape)
+    return torch.zeros(shape, device=first.device, dtype=first.dtype)
 
 
 def _check_ignore(model: nn.Module, ignore: Iterable[str]) -> tuple[str, ...]:

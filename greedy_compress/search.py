@@ -151,7 +151,7 @@ def build_eval_scores(
     metric = check_metric(cost, _OWNER)
     multiplicity = check_positive_int(multiplicity, "multiplicity", _OWNER)
     ratios = make_candidates(candidates, _OWNER)
-    example = make_example_input(example_input, input_shape, _OWNER)
+    example = make_example_input(example_input, input_shape, _OWNER, like=model)
     if not callable(evaluator):
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
 

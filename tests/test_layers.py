@@ -76,3 +76,8 @@ def test_example_input_needs_exactly_one_valid_form(example, shape):
 
 def test_input_shape_makes_a_zero_tensor():
     assert make_example_input(None, (2, 3), "compress").shape == (2, 3)
+
+
+def test_input_shape_follows_the_model_dtype():
+    model = nn.Linear(3, 2).to(torch.float64)
+    assert make_example_input(None, (1, 3), "compress", like=model).dtype == torch.float64

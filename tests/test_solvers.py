@@ -134,3 +134,8 @@ def test_solver_registry_lists_names():
     assert "greedy" in available_solvers()
     with pytest.raises(InvalidParameterError, match=r"'solver'.*'greedy'"):
         get_solver("simplex")
+
+
+def test_candidates_that_save_nothing_are_not_options():
+    scores = make_scores({"a": (100, [(50, 0.9), (120, 1.0)])})
+    assert [o.rank for o in layer_options(scores, "mac")["a"]] == [1, None]

@@ -115,14 +115,19 @@ class Selection:
 
 
 def layer_options(scores: EvalScores, metric: CostMetric) -> dict[str, list[LayerOption]]:
-    """Each scored layer's options, cheapest first, "leave alone" (ratio 1) included."""
+    """Each scored layer's options, cheapest first, "leave alone" (ratio 1) included.
+
+    Candidates that round to the same rank appear once; candidates that do not lower the
+    layer's cost are left out.
+    """
     options: dict[str, list[LayerOption]] = {}
     for name, layer in scores.layers.items():
         original = layer.info.cost.get(metric)
         items = [LayerOption(1.0, None, original, scores.baseline)]
         seen_ranks = set()
         for entry in layer.entries:
-            if entry.rank in seen_ranks:
+            # A candidate that saves nothing (rank rounding can do that) is never an option.
+            if entry.rank in seen_ranks or entry.cost.get(metric) >= original:
                 continue
             seen_ranks.add(entry.rank)
             items.append(
