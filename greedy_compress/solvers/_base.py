@@ -146,10 +146,15 @@ class Solver(ABC):
     """Turns a complete dictionary and a target cost ratio into a :class:`Selection`.
 
     Subclasses set ``name`` and implement :meth:`choose`; :meth:`solve` validates the
-    target, checks that it is reachable, and packages the result.
+    target, checks that it is reachable, brings the choice to within ``budget_tolerance``
+    of the budget (:func:`~greedy_compress.solvers._budget.meet_budget`, unless
+    ``fill_budget`` is False) and packages the result.
     """
 
     name: ClassVar[str]
+    # Shared exact-budget post-step; instances may turn it off (AIMET's plain method).
+    fill_budget: bool = True
+    budget_tolerance: float = 0.01
 
     @abstractmethod
     def choose(
@@ -190,6 +195,17 @@ class Solver(ABC):
                 f"Use a target >= {cheapest / total:.4f}, smaller candidates, or another scheme."
             )
         chosen, details = self.choose(options, fixed_cost=fixed, budget=target * total)
+        if self.fill_budget:
+            from greedy_compress.solvers._budget import meet_budget  # imports this module
+
+            chosen, budget_details = meet_budget(
+                options,
+                chosen,
+                fixed_cost=fixed,
+                budget=target * total,
+                tolerance=self.budget_tolerance,
+            )
+            details = {**details, **budget_details}
         kept = fixed + sum(option.cost for option in chosen.values())
         return Selection(
             scheme=scores.scheme,
