@@ -23,6 +23,7 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.repair import MaxDrop, RepairResult, predicted_score, repair_selection
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
@@ -46,8 +47,10 @@ __all__ = [
     "LayerInfo",
     "LayerReport",
     "LayerScores",
+    "MaxDrop",
     "ModelProfile",
     "NoCompressibleLayerError",
+    "RepairResult",
     "Scheme",
     "ScoreEntry",
     "ScoresFormatError",
@@ -68,8 +71,10 @@ __all__ = [
     "load_compressed",
     "make_candidates",
     "measure_cost",
+    "predicted_score",
     "profile_model",
     "register_scheme",
     "register_solver",
+    "repair_selection",
     "select",
 ]

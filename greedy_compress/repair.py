@@ -320,7 +320,9 @@ def repair_selection(
     if limit is None:
         raise bad_parameter("max_drop", owner, "a float >= 0 or a MaxDrop", max_drop)
     check_positive_int(max_evaluations, "max_evaluations", owner)
-    options = layer_options(scores, selection.metric)
+    # The same (measured or monotone-fitted) options the selection was solved on.
+    monotone = selection.details.get("monotone_fit") is True
+    options = layer_options(scores, selection.metric, monotone=monotone)
     missing = [name for name in selection.choices if name not in options]
     if missing:
         raise bad_parameter("selection", owner, "layers of the dictionary", missing)

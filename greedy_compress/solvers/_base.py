@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from greedy_compress._io import atomic_write_json, read_json
-from greedy_compress._validation import check_open_unit
+from greedy_compress._validation import bad_parameter, check_open_unit
 from greedy_compress.cost import CostMetric, check_metric
+from greedy_compress.curves import fit_options, non_monotone
 from greedy_compress.exceptions import ScoresFormatError, TargetUnreachableError
 from greedy_compress.scores import EvalScores
 
@@ -114,11 +115,15 @@ class Selection:
         return cls.from_dict(read_json(path), source=os.fspath(path))
 
 
-def layer_options(scores: EvalScores, metric: CostMetric) -> dict[str, list[LayerOption]]:
+def layer_options(
+    scores: EvalScores, metric: CostMetric, *, monotone: bool = False
+) -> dict[str, list[LayerOption]]:
     """Each scored layer's options, cheapest first, "leave alone" (ratio 1) included.
 
     Candidates that round to the same rank appear once; candidates that do not lower the
-    layer's cost are left out.
+    layer's cost are left out. With ``monotone=True`` each layer's scores are replaced by
+    their isotonic fit (:func:`greedy_compress.curves.fit_options`), so noise that makes a
+    layer score higher when compressed harder cannot mislead a solver.
     """
     options: dict[str, list[LayerOption]] = {}
     for name, layer in scores.layers.items():
@@ -139,6 +144,8 @@ def layer_options(scores: EvalScores, metric: CostMetric) -> dict[str, list[Laye
                 )
             )
         options[name] = sorted(items, key=lambda o: (o.cost, -o.score))
+    if monotone:
+        options = {name: fit_options(opts, scores.baseline) for name, opts in options.items()}
     return options
 
 
@@ -167,9 +174,18 @@ class Solver(ABC):
         """
 
     def solve(
-        self, scores: EvalScores, *, target: float, metric: CostMetric | None = None
+        self,
+        scores: EvalScores,
+        *,
+        target: float,
+        metric: CostMetric | None = None,
+        monotone: bool = False,
     ) -> Selection:
         """Choose per-layer ranks so the model keeps at most ``target`` of its cost.
+
+        ``monotone=True`` solves on monotone fits of the layers' score curves (see
+        :func:`layer_options`). Either way ``details["non_monotone"]`` lists the layers
+        whose measured curves were not monotone.
 
         Raises:
             InvalidParameterError: ``target`` not in (0, 1), or an unknown metric.
@@ -184,7 +200,10 @@ class Solver(ABC):
                 f"The dictionary is incomplete (missing {', '.join(scores.missing)}); "
                 "finish building it before solving."
             )
-        options = layer_options(scores, metric)
+        if not isinstance(monotone, bool):
+            raise bad_parameter("monotone", owner, "True or False", monotone)
+        measured = layer_options(scores, metric)
+        options = layer_options(scores, metric, monotone=True) if monotone else measured
         total = scores.model_cost.get(metric)
         fixed = total - sum(layer.info.cost.get(metric) for layer in scores.layers.values())
         cheapest = fixed + sum(opts[0].cost for opts in options.values())
@@ -206,6 +225,7 @@ class Solver(ABC):
                 tolerance=self.budget_tolerance,
             )
             details = {**details, **budget_details}
+        details = {**details, "monotone_fit": monotone, "non_monotone": non_monotone(measured)}
         kept = fixed + sum(option.cost for option in chosen.values())
         return Selection(
             scheme=scores.scheme,
