@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from dictionaries import make_scores
+from sklearn.isotonic import IsotonicRegression
+
+from greedy_compress.curves import fit_options, is_monotone, isotonic, non_monotone
+from greedy_compress.solvers import GreedySolver, layer_options
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_isotonic_matches_scikit_learn(seed):
+    rng = random.Random(seed)
+    values = [rng.uniform(0, 1) for _ in range(rng.randint(1, 12))]
+    weights = [rng.uniform(0.5, 2) for _ in values]
+    x = np.arange(len(values))
+    expected = IsotonicRegression().fit(x, values, sample_weight=weights).predict(x)
+    assert isotonic(values, weights) == pytest.approx(list(expected))
+    assert is_monotone(isotonic(values, weights))
+
+
+def test_failed_scores_stay_failed_and_out_of_the_fit():
+    fitted = isotonic([float("-inf"), 0.8, 0.7, 1.0])
+    assert fitted[0] == float("-inf") and fitted[1:] == pytest.approx([0.75, 0.75, 1.0])
+
+
+# "a" is noisy: compressed to 20 it scores the baseline, at 50 it loses.
+NOISY = make_scores(
+    {
+        "a": (100, [(20, 1.0), (50, 0.9), (80, 0.95)]),
+        "b": (100, [(20, 0.93), (50, 0.96), (80, 0.99)]),
+    }
+)
+
+
+def test_non_monotone_layers_are_named_and_fitted():
+    measured = layer_options(NOISY, "mac")
+    assert non_monotone(measured) == ["a"]
+    fitted = layer_options(NOISY, "mac", monotone=True)
+    assert non_monotone(fitted) == []
+    assert [o.score for o in fitted["a"]] == pytest.approx([0.95, 0.95, 0.95, 1.0])
+    assert fitted["b"] == measured["b"]  # monotone curves are left as they are
+    assert fitted["a"][-1].score == NOISY.baseline  # "leave alone" stays the baseline
+
+
+def test_fit_never_rises_above_the_baseline():
+    scores = make_scores({"a": (100, [(20, 0.5), (50, 1.2)])})
+    fitted = fit_options(layer_options(scores, "mac")["a"], scores.baseline)
+    assert [o.score for o in fitted] == pytest.approx([0.5, 1.0, 1.0])
+
+
+def test_solvers_report_non_monotone_curves_and_can_solve_on_the_fit():
+    plain = GreedySolver(fill_budget=False).solve(NOISY, target=0.6)
+    # the threshold search trusts a's noisy 1.0: a at 20 "costs nothing"
+    assert plain.choices["a"].rank == 1 and plain.choices["a"].predicted_score == 1.0
+    assert plain.details["non_monotone"] == ["a"] and plain.details["monotone_fit"] is False
+    fitted = GreedySolver(fill_budget=False).solve(NOISY, target=0.6, monotone=True)
+    assert fitted.details["monotone_fit"] is True
+    assert fitted.choices["a"].predicted_score == pytest.approx(0.95)
