@@ -112,7 +112,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="greedy-compress-out", help="output folder (default ./greedy-compress-out)"
     )
+    drop = parser.add_mutually_exclusive_group()
+    drop.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        help="repair the selection until the score falls at most this much (absolute)",
+    )
+    drop.add_argument(
+        "--max-drop-relative",
+        type=float,
+        default=None,
+        help="like --max-drop, as a fraction of the baseline score (0.02 = 2%%)",
+    )
+    parser.add_argument(
+        "--monotone", action="store_true", help="solve on monotone fits of the score curves"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _quality(args: argparse.Namespace) -> dict[str, Any]:
+    """compress()'s max_drop and monotone arguments from the command line."""
+    from greedy_compress.repair import MaxDrop
+
+    max_drop: float | MaxDrop | None = args.max_drop
+    if args.max_drop_relative is not None:
+        max_drop = MaxDrop(args.max_drop_relative, relative=True)
+    return {"max_drop": max_drop, "monotone": args.monotone}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -172,6 +198,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.no_progress,
         solver=args.solver,
+        **_quality(args),
     )
     print(report.to_table())
     print(f"wrote {args.out}/: eval-score dictionary, selection.json, report.json, compressed.pt")
@@ -218,6 +245,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         solver=args.solver,
         **example,
+        **_quality(args),
     )
     report.save(out / "report.json")
     assert report.selection is not None  # compress() always records it
