@@ -5,7 +5,8 @@ split) and each target 0.7 / 0.5 / 0.3 of the MACs, three methods share one dict
 
 - plain:  AIMET's threshold search (``GreedySolver(fill_budget=False)``),
 - exact:  the same plus the shared exact-budget step (the default),
-- repair: exact, then ``repair_selection`` with ``max_drop`` = 0.02 (two accuracy points).
+- repair: exact, then ``repair_selection`` with ``max_drop`` = 0.02 (two accuracy points),
+- mono:   exact, solved on monotone fits of the score curves (``monotone=True``).
 
 Printed per row: MAC ratio measured on the built model (count_macs), the dictionary's
 predicted accuracy, the real accuracy, and for repair the extra evaluations it made (beyond
@@ -81,22 +82,26 @@ def main() -> None:
             example_input=example,
             progress=False,
         )
+        curves = GreedySolver().solve(scores, target=0.5).details["non_monotone"]
         print(
             f"{name}: baseline accuracy {scores.baseline:.4f}, "
-            f"dictionary {time.perf_counter() - start:.1f}s",
+            f"dictionary {time.perf_counter() - start:.1f}s, "
+            f"{len(curves)} of {len(scores.layers)} layer curves not monotone",
             flush=True,
         )
         macs = count_macs(model, example)
         for target in TARGETS:
             plain = GreedySolver(fill_budget=False).solve(scores, target=target)
             exact = GreedySolver().solve(scores, target=target)
+            mono = GreedySolver().solve(scores, target=target, monotone=True)
             score = evaluator(apply_selection(model, exact))
             start = time.perf_counter()
             repaired, result = repair_selection(
                 model, evaluator, scores, exact, max_drop=MAX_DROP, score=score
             )
             seconds = time.perf_counter() - start
-            for label, selection in (("plain", plain), ("exact", exact), ("repair", repaired)):
+            methods = (("plain", plain), ("exact", exact), ("repair", repaired), ("mono", mono))
+            for label, selection in methods:
                 small = apply_selection(model, selection)
                 extra = (
                     f"{result.evaluations:3d} {'yes' if result.success else 'no':>3s} "

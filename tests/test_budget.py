@@ -92,3 +92,12 @@ def _closest_under(options, budget):
     for opts in options.values():
         sums = {s + o.cost for s in sums for o in opts if s + o.cost <= budget}
     return max(sums)
+
+
+def test_predicted_score_adds_up_single_layer_losses():
+    from dictionaries import TWO_LAYERS
+
+    from greedy_compress import predicted_score
+
+    selection = GreedySolver().solve(TWO_LAYERS, target=0.5)  # a at 0.98, b at 0.95
+    assert predicted_score(TWO_LAYERS, selection) == pytest.approx(1.0 - 0.02 - 0.05)

@@ -60,3 +60,32 @@ def test_solvers_report_non_monotone_curves_and_can_solve_on_the_fit():
     fitted = GreedySolver(fill_budget=False).solve(NOISY, target=0.6, monotone=True)
     assert fitted.details["monotone_fit"] is True
     assert fitted.choices["a"].predicted_score == pytest.approx(0.95)
+
+
+def test_the_report_names_non_monotone_layers_and_the_budget_note():
+    from greedy_compress.cost import Cost
+    from greedy_compress.report import CompressionReport
+
+    selection = GreedySolver().solve(NOISY, target=0.6, monotone=True)
+    coarse = make_scores({"a": (100, [(30, 0.9)]), "b": (100, [(30, 0.8)])})
+    details = {**selection.details, "budget_note": GreedySolver().solve(coarse, target=0.5)
+               .details["budget_note"]}  # fmt: skip
+    report = CompressionReport(
+        scheme="weight_svd",
+        solver="greedy",
+        metric="mac",
+        target=0.6,
+        achieved_ratio=0.6,
+        predicted_ratio=0.6,
+        model_before=Cost(200, 200),
+        model_after=Cost(120, 120),
+        baseline_score=1.0,
+        final_score=0.9,
+        layers=[],
+        selection=type(selection)(**{**selection.__dict__, "details": details}),
+        predicted_score=0.95,
+    )
+    text = report.to_table()
+    assert "score          1.0000 -> 0.9000 (dictionary predicted 0.9500)" in text
+    assert "non-monotone   a (score rises as the layer is compressed more; fitted" in text
+    assert "budget         the selection uses 60.00% of the budget" in text
