@@ -244,7 +244,8 @@ def _moves(
         if now.rank is None:
             continue
         # One step up, or all the way back to the original layer.
-        for up in {opts[opts.index(now) + 1], opts[-1]}:
+        step = opts[opts.index(now) + 1]
+        for up in [step] if step is opts[-1] else [step, opts[-1]]:
             # Predicted score this layer's compression costs per unit of cost it saves.
             loss = (finite_score(up) - finite_score(now)) / max(up.cost - now.cost, 1)
             ranked.append(((loss, -now.ratio, -up.cost), name, up))

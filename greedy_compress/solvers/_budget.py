@@ -128,8 +128,9 @@ def meet_budget(
 
     Returns:
         The new choice per layer, and details: ``fill_steps``, ``pair_steps``,
-        ``budget_gap`` (unused fraction of the budget), ``within_tolerance``, and when not
-        within tolerance a ``budget_note`` saying why.
+        ``closest_search`` (whether the dynamic program ran), ``budget_gap`` (unused
+        fraction of the budget), ``within_tolerance``, and when not within tolerance a
+        ``budget_note`` saying why.
 
     Example:
         >>> opts = {n: [LayerOption(0.3, 1, 3, 1.0), LayerOption(1.0, None, 10, 1.0)]
@@ -141,7 +142,7 @@ def meet_budget(
     """
     current, fill_steps = fill_budget(options, chosen, fixed_cost=fixed_cost, budget=budget)
     slack = tolerance * budget
-    pair_steps = 0
+    pair_steps, searched = 0, False
 
     def spare() -> float:
         return budget - fixed_cost - sum(o.cost for o in current.values())
@@ -159,12 +160,14 @@ def meet_budget(
         closest = _fewest_changes(
             options, current, fixed_cost=fixed_cost, budget=budget, slack=slack
         )
+        searched = True
         if closest is not None:
-            current, pair_steps = closest, pair_steps + 1
+            current = closest
     gap = spare() / budget
     info: dict[str, Any] = {
         "fill_steps": fill_steps,
         "pair_steps": pair_steps,
+        "closest_search": searched,
         "budget_gap": gap,
         "within_tolerance": gap <= tolerance,
     }
