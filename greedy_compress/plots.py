@@ -296,7 +296,7 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
     for i, strategy in enumerate(data.strategies):
         ratios = {row.name: row.ratio for row in strategy.layers}
         text = (
-            f"{strategy.label}: keeps {strategy.predicted_ratio:.1%}, "
+            f"{strategy.label}\nkeeps {strategy.predicted_ratio:.1%}, "
             f"predicted {strategy.predicted_score:.4f}"
         )
         if strategy.measured_score is not None:

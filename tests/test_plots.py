@@ -133,7 +133,7 @@ def test_comparison_plot_draws_one_bar_per_strategy_and_layer():
     plot_comparison(data, ax=ax)
     assert len(ax.patches) == len(strategies) * 3
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels[0].startswith("greedy: keeps") and labels[0].endswith("measured 0.9500")
+    assert labels[0].startswith("greedy\nkeeps") and labels[0].endswith("measured 0.9500")
     first = [p.get_height() for p in ax.patches[:3]]
     assert first == [row.ratio for row in data.strategies[0].layers]
 
