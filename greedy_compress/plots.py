@@ -61,21 +61,41 @@ def _units(metric: CostMetric) -> str:
     return _COST_UNITS.get(metric, metric)
 
 
+# Figure sizes in inches; every legend sits right of the plot (it never covers data), so
+# each width includes about 3 inches for it. Bar charts grow with the layer count, capped.
+_MAX_WIDTH = 30.0
+
+
 def _sensitivity_size(data: SensitivityData) -> tuple[float, float]:
-    return (7.5, 4.5)
+    return (9.0, 4.5)
 
 
 def _selection_size(data: SelectionData) -> tuple[float, float]:
-    return (max(5.0, 0.6 * len(data.layers) + 2.0) + 3.0, 4.5)  # + 3 for the legend
+    return (min(_MAX_WIDTH, max(5.0, 0.6 * len(data.layers) + 2.0) + 3.0), 4.5)
 
 
 def _tradeoff_size(data: TradeoffData) -> tuple[float, float]:
-    return (7.0, 4.5)
+    return (9.0, 4.5)
 
 
 def _comparison_size(data: StrategyComparison) -> tuple[float, float]:
     bars = len(data.strategies) * len(data.layers)
-    return (max(5.0, 0.25 * bars + 2.0) + 3.5, 4.5)  # + 3.5 for the legend
+    return (min(_MAX_WIDTH, max(5.0, 0.25 * bars + 2.0) + 3.5), 4.5)
+
+
+def _legend_outside(ax: Axes) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
+def _layer_ticks(ax: Axes, names: Sequence[str]) -> None:
+    """Layer names under the bars, smaller when there are many so they do not overlap."""
+    size = 9 if len(names) <= 20 else 7 if len(names) <= 40 else 5
+    few = len(names) <= 20
+    ax.set_xticks(
+        range(len(names)), names, rotation=30 if few else 90, ha="right" if few else "center"
+    )
+    ax.tick_params(axis="x", labelsize=size)
+    ax.set_xlim(-0.6, len(names) - 0.4)
 
 
 def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -137,7 +157,7 @@ def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: in
     _percent_axis(ax.xaxis)
     ax.set_xlim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    _legend_outside(ax)
     return ax
 
 
@@ -177,7 +197,7 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
     ax.bar([0], [0], color=_NEUTRAL, hatch="//", edgecolor="white", label="left alone")
     ax.bar([0], [0], color="C1", alpha=0.35, label=f"layer's share of model {units}")
     ax.bar([0], [0], color="C1", label="... of which kept")
-    ax.set_xticks(positions, [row.name for row in data.layers], rotation=30, ha="right")
+    _layer_ticks(ax, [row.name for row in data.layers])
     ax.set_ylim(0, 1.05)
     _percent_axis(ax.yaxis)
     ax.set_ylabel("fraction (%)")
@@ -191,7 +211,7 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
         fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    _legend_outside(ax)
     return ax
 
 
@@ -270,7 +290,7 @@ def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
     _percent_axis(ax.xaxis)
     ax.set_xlim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    _legend_outside(ax)
     return ax
 
 
@@ -309,7 +329,7 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
             color=f"C{i % 10}",
             label=text,
         )
-    ax.set_xticks(range(len(data.layers)), data.layers, rotation=30, ha="right")
+    _layer_ticks(ax, data.layers)
     ax.set_ylim(0, 1.05)
     _percent_axis(ax.yaxis)
     ax.set_ylabel(f"kept fraction of the layer's {units} (%)")
@@ -319,7 +339,7 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
         "Strategies compared at target " + ", ".join(f"{t:g}" for t in targets), fontsize=10
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    _legend_outside(ax)
     return ax
 
 

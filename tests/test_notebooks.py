@@ -14,8 +14,8 @@ ROOT = Path(__file__).parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_is_a_notebook_to_run():
-    assert [path.name for path in NOTEBOOKS] == ["analysis.ipynb"]
+def test_the_analysis_notebook_is_collected():
+    assert "analysis.ipynb" in [path.name for path in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
