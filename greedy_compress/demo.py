@@ -68,12 +68,15 @@ def run_demo(
     solver: str = "greedy",
     max_drop: float | MaxDrop | None = None,
     monotone: bool = False,
+    plots: bool = True,
 ) -> CompressionReport:
     """Train (or load) the digits CNN, compress it, and write the artifacts to ``out``.
 
     Writes ``scores.json`` (the eval-score dictionary, reused by later runs with the same
     settings), ``selection.json``, ``report.json`` and ``compressed.pt`` (the compressed
-    model's state dict; rebuild with :func:`greedy_compress.load_compressed`).
+    model's state dict; rebuild with :func:`greedy_compress.load_compressed`) and, with
+    ``plots``, ``sensitivity.png``, ``selection.png``, ``tradeoff.png`` (this run's measured
+    ratio and score marked) and ``comparison.png`` (see :func:`greedy_compress.plots.save_plots`).
     ``max_drop`` and ``monotone`` are passed to :func:`greedy_compress.compress`.
     """
     from evaluators import TopKAccuracy
@@ -108,4 +111,13 @@ def run_demo(
     assert report.selection is not None  # compress() always records it
     report.selection.save(out / "selection.json")
     save_weights(compressed, out / "compressed.pt")
+    if plots:
+        from greedy_compress.analysis import MeasuredPoint
+        from greedy_compress.plots import save_plots
+        from greedy_compress.scores import EvalScores
+
+        measured = MeasuredPoint(report.achieved_ratio, report.final_score, "this run")
+        save_plots(
+            EvalScores.load(scores_path), out, selection=report.selection, measured=[measured]
+        )
     return report

@@ -25,6 +25,9 @@ def test_demo_writes_all_artifacts_and_prints_the_report(tmp_path, capsys, train
         DigitsCNN(), Selection.load(out / "selection.json"), out / "compressed.pt"
     )
     assert sum(p.numel() for p in rebuilt.parameters()) == report["model_after"]["params"]
+    for name in ("sensitivity", "selection", "tradeoff", "comparison"):
+        image = (out / f"{name}.png").read_bytes()
+        assert image.startswith(b"\x89PNG") and len(image) > 5000
 
 
 @pytest.mark.parametrize(
