@@ -120,7 +120,9 @@ def test_tradeoff_plot_clips_predictions_below_every_real_score():
     assert list(predicted.get_xdata()) == [p.predicted_ratio for p in data.points]
     bottom, top = ax.get_ylim()
     assert data.points[0].predicted_score < bottom < data.lowest_score  # clipped and marked
-    assert list(predicted.get_ydata())[1:] == [p.predicted_score for p in data.points[1:]]
+    assert data.points[-1].predicted_score > bottom
+    expected = [max(p.predicted_score, bottom) for p in data.points]
+    assert list(predicted.get_ydata()) == expected
     assert top > data.baseline
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "predicted below the axis" in labels and "measured" in labels
