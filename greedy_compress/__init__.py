@@ -23,12 +23,15 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.mixed import combine_scores
+from greedy_compress.pipeline import PipelineReport, compress_pipeline
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.search import build_eval_scores
 from greedy_compress.solvers import (
     GreedySolver,
+    KnapsackSolver,
     Selection,
     Solver,
     available_solvers,
@@ -43,11 +46,13 @@ __all__ = [
     "GreedyCompressError",
     "GreedySolver",
     "InvalidParameterError",
+    "KnapsackSolver",
     "LayerInfo",
     "LayerReport",
     "LayerScores",
     "ModelProfile",
     "NoCompressibleLayerError",
+    "PipelineReport",
     "Scheme",
     "ScoreEntry",
     "ScoresFormatError",
@@ -61,7 +66,9 @@ __all__ = [
     "available_solvers",
     "build_eval_scores",
     "build_report",
+    "combine_scores",
     "compress",
+    "compress_pipeline",
     "count_macs",
     "get_scheme",
     "get_solver",

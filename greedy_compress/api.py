@@ -58,8 +58,14 @@ def build_report(
         if choice is None:
             rows.append(LayerReport(name, 1.0, None, layer.info.cost, layer.info.cost))
         else:
-            after_cost = next(e.cost for e in layer.entries if e.rank == choice.rank)
-            rows.append(LayerReport(name, choice.ratio, choice.rank, layer.info.cost, after_cost))
+            after_cost = next(
+                e.cost for e in layer.entries if e.rank == choice.rank and e.scheme == choice.scheme
+            )
+            rows.append(
+                LayerReport(
+                    name, choice.ratio, choice.rank, layer.info.cost, after_cost, choice.scheme
+                )
+            )
     return CompressionReport(
         scheme=selection.scheme,
         solver=selection.solver,

@@ -53,7 +53,7 @@ def _frontier(
     state_cost = np.zeros(1, dtype=np.int64)
     state_gain = np.zeros(1, dtype=np.float64)
     parents: list[tuple[np.ndarray, np.ndarray]] = []
-    for i, (layer_cost, layer_gain) in enumerate(zip(costs, gains)):
+    for i, (layer_cost, layer_gain) in enumerate(zip(costs, gains, strict=True)):
         cost = (state_cost[:, None] + layer_cost[None, :]).ravel()
         gain = (state_gain[:, None] + layer_gain[None, :]).ravel()
         parent = np.repeat(np.arange(len(state_cost)), len(layer_cost))
@@ -108,7 +108,7 @@ def best_choice(
     found = _frontier(costs, gains, capacity, None)
     if found is None:
         return None
-    return {name: options[name][k] for name, k in zip(names, found[2])}
+    return {name: options[name][k] for name, k in zip(names, found[2], strict=True)}
 
 
 class KnapsackSolver(Solver):
@@ -150,12 +150,12 @@ class KnapsackSolver(Solver):
         # the rounded pass can miss by rounding and then keeps the cheapest options.
         if found is None:
             picks = [int(np.argmin(c)) for c in costs]
-            gain = float(sum(g[k] for g, k in zip(gains, picks)))
+            gain = float(sum(g[k] for g, k in zip(gains, picks, strict=True)))
             details["fallback"] = "cheapest options (rounded costs left no room)"
         else:
             _, gain, picks = found
         details["predicted_gain"] = gain if math.isfinite(gain) else None
-        return {name: options[name][k] for name, k in zip(names, picks)}, details
+        return {name: options[name][k] for name, k in zip(names, picks, strict=True)}, details
 
     def _rounded(
         self, costs: list[np.ndarray], gains: list[np.ndarray], capacity: int
