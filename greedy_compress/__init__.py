@@ -24,7 +24,7 @@ from greedy_compress.exceptions import (
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
 from greedy_compress.mixed import combine_scores
-from greedy_compress.pipeline import PipelineReport, compress_pipeline
+from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
@@ -40,6 +40,7 @@ from greedy_compress.solvers import (
 )
 
 __all__ = [
+    "AIMET_PIPELINE",
     "CompressionReport",
     "Cost",
     "EvalScores",
