@@ -254,9 +254,12 @@ def optuna_search(
     fixed = total - sum(layer.info.cost.get(metric) for layer in scores.layers.values())
     budget = target * total
 
+    def cost_of(params: Mapping[str, str]) -> int:
+        return fixed + sum(labels[name][params[name]].cost for name in labels)
+
     def to_selection(params: Mapping[str, str], details: dict[str, Any]) -> Selection:
         chosen = {name: labels[name][params[name]] for name in labels}
-        kept = fixed + sum(o.cost for o in chosen.values())
+        kept = cost_of(params)
         return Selection(
             scheme=scores.scheme,
             solver="optuna",
@@ -301,6 +304,7 @@ def optuna_search(
             study,
             labels=labels,
             to_selection=to_selection,
+            cost_of=cost_of,
             budget=budget,
             total=total,
             models=_TrialModels(model, evaluator, override),
@@ -353,6 +357,7 @@ def _run(
     *,
     labels: Mapping[str, Mapping[str, LayerOption]],
     to_selection: Callable[[Mapping[str, str], dict[str, Any]], Selection],
+    cost_of: Callable[[Mapping[str, str]], int],
     budget: float,
     total: int,
     models: _TrialModels,
@@ -365,8 +370,8 @@ def _run(
     def objective(trial: optuna.Trial) -> float:
         params = {n: trial.suggest_categorical(n, list(ls)) for n, ls in labels.items()}
         selection = to_selection(params, {})
-        cost = selection.predicted_ratio * total
-        over = max(0.0, (cost - budget) / total)
+        # Integer cost against the budget, exactly as the solvers compare them.
+        over = max(0.0, (cost_of(params) - budget) / total)
         trial.set_user_attr("ratio", selection.predicted_ratio)
         trial.set_user_attr("over_budget", over)
         if _HAS_SET_CONSTRAINT:
