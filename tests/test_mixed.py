@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conftest import OutputDistance, TinyNet
 from torch import nn
 
 from greedy_compress import (
@@ -30,9 +31,30 @@ def _scores(model, evaluator, scheme):
     )
 
 
+@pytest.fixture(scope="module")
+def setting():
+    """One tiny model, evaluator and pair of dictionaries for the module (never changed)."""
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    torch.manual_seed(1)
+    evaluator = OutputDistance(net, torch.randn(16, 1, 8, 8))
+    both = [_scores(net, evaluator, s) for s in ("spatial_svd", "weight_svd")]
+    return net, evaluator, both
+
+
 @pytest.fixture
-def both(tiny_net, distance_evaluator):
-    return [_scores(tiny_net, distance_evaluator, s) for s in ("spatial_svd", "weight_svd")]
+def tiny_net(setting):
+    return setting[0]
+
+
+@pytest.fixture
+def distance_evaluator(setting):
+    return setting[1]
+
+
+@pytest.fixture
+def both(setting):
+    return setting[2]
 
 
 def _layer_scheme(module: nn.Module) -> str:

@@ -129,7 +129,7 @@ def test_mixed_dictionary_search_builds_each_layer_with_its_scheme(
         distance_evaluator,
         combine_scores([spatial, scores]),
         target=0.4,
-        n_trials=5,
+        n_trials=3,
         progress=False,
     )
     assert result.selection.scheme == "mixed"
