@@ -120,7 +120,7 @@ def compress(
         scores_path: JSON file for the dictionary: reused, resumed, written per layer.
         finetune: ``finetune(model, layer_name)`` called after each layer is compressed.
         progress: show progress bars.
-        solver: ``"greedy"`` (see ``available_solvers()``).
+        solver: ``"greedy"`` or ``"knapsack"`` (see ``available_solvers()``).
 
     Returns:
         The compressed model and a :class:`CompressionReport`.
