@@ -23,6 +23,8 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.mixed import combine_scores
+from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
 from greedy_compress.repair import MaxDrop, RepairResult, predicted_score, repair_selection
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
@@ -30,6 +32,7 @@ from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.search import build_eval_scores
 from greedy_compress.solvers import (
     GreedySolver,
+    KnapsackSolver,
     Selection,
     Solver,
     available_solvers,
@@ -38,18 +41,21 @@ from greedy_compress.solvers import (
 )
 
 __all__ = [
+    "AIMET_PIPELINE",
     "CompressionReport",
     "Cost",
     "EvalScores",
     "GreedyCompressError",
     "GreedySolver",
     "InvalidParameterError",
+    "KnapsackSolver",
     "LayerInfo",
     "LayerReport",
     "LayerScores",
     "MaxDrop",
     "ModelProfile",
     "NoCompressibleLayerError",
+    "PipelineReport",
     "RepairResult",
     "Scheme",
     "ScoreEntry",
@@ -64,7 +70,9 @@ __all__ = [
     "available_solvers",
     "build_eval_scores",
     "build_report",
+    "combine_scores",
     "compress",
+    "compress_pipeline",
     "count_macs",
     "get_scheme",
     "get_solver",

@@ -71,8 +71,14 @@ def build_report(
         if choice is None:
             rows.append(LayerReport(name, 1.0, None, layer.info.cost, layer.info.cost))
         else:
-            after_cost = next(e.cost for e in layer.entries if e.rank == choice.rank)
-            rows.append(LayerReport(name, choice.ratio, choice.rank, layer.info.cost, after_cost))
+            after_cost = next(
+                e.cost for e in layer.entries if e.rank == choice.rank and e.scheme == choice.scheme
+            )
+            rows.append(
+                LayerReport(
+                    name, choice.ratio, choice.rank, layer.info.cost, after_cost, choice.scheme
+                )
+            )
     return CompressionReport(
         scheme=selection.scheme,
         solver=selection.solver,
@@ -133,7 +139,7 @@ def compress(
         scores_path: JSON file for the dictionary: reused, resumed, written per layer.
         finetune: ``finetune(model, layer_name)`` called after each layer is compressed.
         progress: show progress bars.
-        solver: ``"greedy"`` (see ``available_solvers()``).
+        solver: ``"greedy"`` or ``"knapsack"`` (see ``available_solvers()``).
         max_drop: if given, the largest allowed fall of the score below the baseline: a
             float (absolute, e.g. 0.02 = two accuracy points) or ``MaxDrop(0.02,
             relative=True)`` (2% of the baseline). When the combined model falls further,

@@ -82,9 +82,18 @@ def fit_options(options: Sequence[T], baseline: float) -> list[T]:
         >>> [round(o.score, 3) for o in fit_options(opts, 1.0)]
         [0.85, 0.85, 1.0]
     """
-    compressed = [o for o in options if o.rank is not None]
-    fitted = iter(min(v, baseline) for v in isotonic([o.score for o in compressed]))
-    return [o if o.rank is None else dataclasses.replace(o, score=next(fitted)) for o in options]
+    fitted: dict[int, Any] = {}
+    # Each scheme has its own curve (a mixed-scheme layer has one per scheme).
+    for scheme in dict.fromkeys(getattr(o, "scheme", None) for o in options if o.rank is not None):
+        curve = [
+            i
+            for i, o in enumerate(options)
+            if o.rank is not None and getattr(o, "scheme", None) == scheme
+        ]
+        values = isotonic([options[i].score for i in curve])
+        for i, value in zip(curve, values, strict=True):
+            fitted[i] = dataclasses.replace(options[i], score=min(value, baseline))
+    return [fitted.get(i, o) for i, o in enumerate(options)]
 
 
 def non_monotone(options: Mapping[str, Sequence[Any]]) -> list[str]:

@@ -171,8 +171,8 @@ class RepairResult:
 def _option_for(options: list[LayerOption], choice: LayerChoice | None) -> LayerOption:
     if choice is None:
         return next(o for o in options if o.rank is None)
-    for option in options:
-        if option.rank == choice.rank:
+    for option in options:  # in a mixed-scheme dictionary a rank alone is ambiguous
+        if option.rank == choice.rank and option.scheme == choice.scheme:
             return option
     raise bad_parameter(
         "selection", "repair_selection", "ranks present in the dictionary", choice.rank
@@ -339,11 +339,11 @@ def repair_selection(
         return (fixed + sum(o.cost for o in choice.values())) / total
 
     evaluations = 0
-    seen: dict[frozenset[tuple[str, int | None]], float] = {}
+    seen: dict[frozenset[tuple[str, str | None, int | None]], float] = {}
 
     def evaluate(choice: Mapping[str, LayerOption]) -> float:
         nonlocal evaluations
-        key = frozenset((n, o.rank) for n, o in choice.items())
+        key = frozenset((n, o.scheme, o.rank) for n, o in choice.items())
         if key not in seen:
             built = apply_selection(
                 model, _selection(selection, choice, ratio(choice)), scheme=scheme

@@ -16,13 +16,17 @@ __all__ = ["CompressionReport", "LayerReport"]
 
 @dataclass(frozen=True)
 class LayerReport:
-    """One scored layer: the kept ratio and rank chosen (None = untouched) and its costs."""
+    """One scored layer: the kept ratio and rank chosen (None = untouched) and its costs.
+
+    ``scheme`` is the layer's own scheme in a mixed-scheme selection, else None.
+    """
 
     name: str
     ratio: float
     rank: int | None
     before: Cost
     after: Cost
+    scheme: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class CompressionReport:
             lines.append(
                 f"{row.name:<{width}}  {row.ratio:>6.3f}  {rank:>5}  {row.before.macs:>12,}  "
                 f"{row.after.macs:>12,}  {row.before.params:>13,}  {row.after.params:>12,}"
+                + ("" if row.scheme is None else f"  {row.scheme}")
             )
         before, after = self.model_before, self.model_after
         lines += [

@@ -89,3 +89,19 @@ def test_the_report_names_non_monotone_layers_and_the_budget_note():
     assert "score          1.0000 -> 0.9000 (dictionary predicted 0.9500)" in text
     assert "non-monotone   a (score rises as the layer is compressed more; fitted" in text
     assert "budget         the selection uses 60.00% of the budget" in text
+
+
+def test_mixed_scheme_options_are_fitted_per_scheme():
+    from greedy_compress.curves import fit_options
+    from greedy_compress.solvers import LayerOption
+
+    options = [
+        LayerOption(0.2, 1, 2, 0.9, scheme="a"),
+        LayerOption(0.3, 1, 3, 0.5, scheme="b"),
+        LayerOption(0.5, 2, 5, 0.8, scheme="a"),
+        LayerOption(0.6, 2, 6, 0.7, scheme="b"),
+        LayerOption(1.0, None, 10, 1.0),
+    ]
+    fitted = [round(o.score, 3) for o in fit_options(options, 1.0)]
+    # scheme a (0.9, 0.8) pools to 0.85; scheme b (0.5, 0.7) is already monotone
+    assert fitted == [0.85, 0.5, 0.85, 0.7, 1.0]

@@ -26,13 +26,15 @@ class LayerOption:
     """One choice for one layer; ``rank`` None means "leave the layer alone".
 
     ``cost`` is in the metric being solved for; ``score`` is -inf when the evaluator gave
-    no finite score.
+    no finite score. ``scheme`` names the option's scheme in a mixed-scheme dictionary
+    (None: the dictionary's scheme).
     """
 
     ratio: float
     rank: int | None
     cost: int
     score: float
+    scheme: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,18 @@ class LayerChoice:
     ratio: float  # real kept ratio of the layer's cost, after rank rounding
     rank: int
     predicted_score: float
+    scheme: str | None = None  # this layer's scheme when it differs per layer (mixed)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {"ratio": self.ratio, "rank": self.rank, "predicted_score": self.predicted_score}
+        """Plain-data form for JSON (``scheme`` only when set: older files read the same)."""
+        data: dict[str, Any] = {
+            "ratio": self.ratio,
+            "rank": self.rank,
+            "predicted_score": self.predicted_score,
+        }
+        if self.scheme is not None:
+            data["scheme"] = self.scheme
+        return data
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,10 @@ class Selection:
                 predicted_ratio=float(data["predicted_ratio"]),
                 choices={
                     name: LayerChoice(
-                        float(c["ratio"]), int(c["rank"]), float(c["predicted_score"])
+                        float(c["ratio"]),
+                        int(c["rank"]),
+                        float(c["predicted_score"]),
+                        None if c.get("scheme") is None else str(c["scheme"]),
                     )
                     for name, c in data["choices"].items()
                 },
@@ -132,15 +145,16 @@ def layer_options(
         seen_ranks = set()
         for entry in layer.entries:
             # A candidate that saves nothing (rank rounding can do that) is never an option.
-            if entry.rank in seen_ranks or entry.cost.get(metric) >= original:
+            if (entry.scheme, entry.rank) in seen_ranks or entry.cost.get(metric) >= original:
                 continue
-            seen_ranks.add(entry.rank)
+            seen_ranks.add((entry.scheme, entry.rank))
             items.append(
                 LayerOption(
                     ratio=entry.cost.get(metric) / original,
                     rank=entry.rank,
                     cost=entry.cost.get(metric),
                     score=float("-inf") if entry.score is None else entry.score,
+                    scheme=entry.scheme,
                 )
             )
         options[name] = sorted(items, key=lambda o: (o.cost, -o.score))
@@ -234,7 +248,9 @@ class Solver(ABC):
             target=target,
             predicted_ratio=kept / total,
             choices={
-                name: LayerChoice(ratio=o.ratio, rank=o.rank, predicted_score=o.score)
+                name: LayerChoice(
+                    ratio=o.ratio, rank=o.rank, predicted_score=o.score, scheme=o.scheme
+                )
                 for name, o in chosen.items()
                 if o.rank is not None
             },
