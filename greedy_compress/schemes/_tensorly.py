@@ -1,0 +1,31 @@
+"""Calling tensorly safely from the decomposition schemes.
+
+Schemes hand tensorly float64 numpy arrays under its numpy backend, whatever backend the
+user selected globally, and silence the warnings its SVD initialisation prints when a rank
+exceeds a mode's size (it pads with random columns, which is what we want).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import tensorly as tl
+import torch
+
+__all__ = ["as_numpy64", "numpy_backend"]
+
+
+def as_numpy64(weight: torch.Tensor) -> np.ndarray:
+    """A float64 numpy copy of ``weight`` (float64 keeps exact ranks exact at float32 precision)."""
+    return weight.detach().to("cpu", torch.float64).numpy().copy()
+
+
+@contextmanager
+def numpy_backend() -> Iterator[None]:
+    """Run tensorly on its numpy backend with its rank-padding warnings silenced."""
+    with tl.backend_context("numpy"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorly\.")
+        yield
