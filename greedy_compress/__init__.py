@@ -15,6 +15,7 @@ from greedy_compress.apply import apply_selection, load_compressed
 from greedy_compress.candidates import make_candidates
 from greedy_compress.cost import Cost, count_macs, measure_cost
 from greedy_compress.exceptions import (
+    DecompositionError,
     GreedyCompressError,
     InvalidParameterError,
     NoCompressibleLayerError,
@@ -23,6 +24,7 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.recommend import recommend_slamp, recommend_vbmf
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
@@ -39,6 +41,7 @@ from greedy_compress.solvers import (
 __all__ = [
     "CompressionReport",
     "Cost",
+    "DecompositionError",
     "EvalScores",
     "GreedyCompressError",
     "GreedySolver",
@@ -69,6 +72,8 @@ __all__ = [
     "make_candidates",
     "measure_cost",
     "profile_model",
+    "recommend_slamp",
+    "recommend_vbmf",
     "register_scheme",
     "register_solver",
     "select",

@@ -36,11 +36,15 @@ class LayerOption:
 
 @dataclass(frozen=True)
 class LayerChoice:
-    """What a solver chose for one layer it compresses."""
+    """What a solver chose for one layer it compresses.
+
+    ``predicted_score`` is None when the choice was made without evaluation (the VBMF and
+    SLAMP recommendations).
+    """
 
     ratio: float  # real kept ratio of the layer's cost, after rank rounding
     rank: int
-    predicted_score: float
+    predicted_score: float | None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
@@ -95,7 +99,9 @@ class Selection:
                 predicted_ratio=float(data["predicted_ratio"]),
                 choices={
                     name: LayerChoice(
-                        float(c["ratio"]), int(c["rank"]), float(c["predicted_score"])
+                        float(c["ratio"]),
+                        int(c["rank"]),
+                        None if c["predicted_score"] is None else float(c["predicted_score"]),
                     )
                     for name, c in data["choices"].items()
                 },
