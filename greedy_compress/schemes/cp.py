@@ -180,6 +180,10 @@ class _CPFactorization(Factorization):
 class CP(Scheme):
     """CP decomposition for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways.
 
+    Each rank is a separate ALS fit whose time grows with the rank and the kernel size
+    (tensorly forms Khatri-Rao products of the other modes), so wide layers take seconds
+    per candidate rank; lower ``n_iter_max`` to trade fit quality for speed.
+
     Args:
         n_iter_max: most ALS sweeps per rank (the fit always stops).
         tol: ALS stops earlier when the error changes by less than this.
@@ -187,7 +191,7 @@ class CP(Scheme):
 
     name = "cp"
 
-    def __init__(self, *, n_iter_max: int = 100, tol: float = 1e-7) -> None:
+    def __init__(self, *, n_iter_max: int = 50, tol: float = 1e-7) -> None:
         self.n_iter_max = n_iter_max
         self.tol = tol
 
