@@ -195,3 +195,27 @@ def test_layers_the_decompositions_cannot_handle_are_skipped(scheme_name, layer,
     x = torch.zeros(1, 4) if isinstance(layer, nn.Linear) else torch.zeros(1, 4, 6, 6)
     info = profile_model(nn.Sequential(layer), x).layers["0"]
     assert reason in get_scheme(scheme_name).unsupported_reason(info, "mac")
+
+
+@pytest.mark.parametrize("scheme_name", ["tucker", "cp"])
+def test_search_select_apply_with_the_decomposition_schemes(
+    scheme_name, tiny_net, distance_evaluator
+):
+    from greedy_compress import apply_selection, build_eval_scores, count_macs, select
+
+    x = torch.zeros(1, 1, 8, 8)
+    scores = build_eval_scores(
+        tiny_net,
+        distance_evaluator,
+        scheme=scheme_name,
+        candidates=[0.3, 0.6],
+        example_input=x,
+        progress=False,
+    )
+    assert set(scores.layers) >= {"conv2"} and "depthwise" in scores.skipped
+    selection = select(scores, target=0.8)
+    small = apply_selection(tiny_net, selection)
+    assert count_macs(small, x) / count_macs(tiny_net, x) == pytest.approx(
+        selection.predicted_ratio
+    )
+    assert selection.predicted_ratio <= 0.8
