@@ -38,6 +38,7 @@ from greedy_compress.cost import CostMetric, check_metric
 from greedy_compress.exceptions import NoCompressibleLayerError
 from greedy_compress.layers import LayerInfo, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, Tucker2, get_scheme
+from greedy_compress.schemes._tensorly import single_threaded_blas
 from greedy_compress.solvers import LayerChoice, Selection
 
 __all__ = ["VBMFResult", "calibrate_rank", "evbmf", "recommend_vbmf"]
@@ -92,7 +93,8 @@ def evbmf(matrix: torch.Tensor | np.ndarray) -> VBMFResult:
     if data.shape[0] > data.shape[1]:
         data = data.T
     small, big = data.shape
-    singular = np.linalg.svd(data, compute_uv=False)
+    with single_threaded_blas():  # one small SVD: BLAS threads only add overhead
+        singular = np.linalg.svd(data, compute_uv=False)
     if singular[0] == 0:
         return VBMFResult(0, 0.0, 0.0, tuple(singular.tolist()))
     # Exact zeros (a rank-deficient matrix) would put log(0) in the free energy.

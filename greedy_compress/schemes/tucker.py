@@ -33,7 +33,7 @@ from greedy_compress._validation import bad_parameter
 from greedy_compress.cost import Cost
 from greedy_compress.layers import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
-from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend
+from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend, single_threaded_blas
 
 __all__ = ["Tucker2", "TuckerFit", "core_ranks", "tucker2"]
 
@@ -74,9 +74,10 @@ class _TuckerFactorization(Factorization):
         self.max_in, self.max_out = _max_core_ranks(out_ch, in_ch, math.prod(self.tensor.shape[2:]))
         self.norm = float(np.linalg.norm(self.tensor)) or 1.0
         # Left singular vectors of the two channel unfoldings: the HOSVD, truncatable to any rank.
-        self._u_out = np.linalg.svd(self.tensor.reshape(out_ch, -1), full_matrices=False)[0]
         mode1 = np.moveaxis(self.tensor, 1, 0).reshape(in_ch, -1)
-        self._u_in = np.linalg.svd(mode1, full_matrices=False)[0]
+        with single_threaded_blas():
+            self._u_out = np.linalg.svd(self.tensor.reshape(out_ch, -1), full_matrices=False)[0]
+            self._u_in = np.linalg.svd(mode1, full_matrices=False)[0]
         self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.fits: dict[tuple[int, int], TuckerFit] = {}
 
@@ -89,8 +90,9 @@ class _TuckerFactorization(Factorization):
         key = (r_in, r_out)
         if key not in self._cache:
             u_in, u_out = self._u_in[:, :r_in], self._u_out[:, :r_out]
-            core = np.einsum("oc...,oa,cb->ab...", self.tensor, u_out, u_in, optimize=True)
-            best, fit = (core, u_in, u_out), TuckerFit(self._error(core, u_in, u_out), "hosvd")
+            with single_threaded_blas():
+                core = np.einsum("oc...,oa,cb->ab...", self.tensor, u_out, u_in, optimize=True)
+                best, fit = (core, u_in, u_out), TuckerFit(self._error(core, u_in, u_out), "hosvd")
             try:
                 with numpy_backend():
                     (t_core, (t_out, t_in)), _ = partial_tucker(
@@ -101,7 +103,7 @@ class _TuckerFactorization(Factorization):
                         tol=self.tol,
                         init="svd",
                     )
-                error = self._error(t_core, t_in, t_out)
+                    error = self._error(t_core, t_in, t_out)
                 if math.isfinite(error) and error <= fit.relative_error:
                     best, fit = (t_core, t_in, t_out), TuckerFit(error, "hooi")
             except (np.linalg.LinAlgError, ValueError):
