@@ -15,6 +15,7 @@ from greedy_compress.apply import apply_selection, load_compressed
 from greedy_compress.candidates import make_candidates
 from greedy_compress.cost import Cost, count_macs, measure_cost
 from greedy_compress.exceptions import (
+    DecompositionError,
     GreedyCompressError,
     InvalidParameterError,
     NoCompressibleLayerError,
@@ -25,6 +26,7 @@ from greedy_compress.exceptions import (
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
 from greedy_compress.mixed import combine_scores
 from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
+from greedy_compress.recommend import recommend_slamp, recommend_vbmf
 from greedy_compress.repair import MaxDrop, RepairResult, predicted_score, repair_selection
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
@@ -44,6 +46,7 @@ __all__ = [
     "AIMET_PIPELINE",
     "CompressionReport",
     "Cost",
+    "DecompositionError",
     "EvalScores",
     "GreedyCompressError",
     "GreedySolver",
@@ -81,6 +84,8 @@ __all__ = [
     "measure_cost",
     "predicted_score",
     "profile_model",
+    "recommend_slamp",
+    "recommend_vbmf",
     "register_scheme",
     "register_solver",
     "repair_selection",

@@ -39,11 +39,15 @@ class LayerOption:
 
 @dataclass(frozen=True)
 class LayerChoice:
-    """What a solver chose for one layer it compresses."""
+    """What a solver chose for one layer it compresses.
+
+    ``predicted_score`` is None when the choice was made without evaluation (the VBMF and
+    SLAMP recommendations).
+    """
 
     ratio: float  # real kept ratio of the layer's cost, after rank rounding
     rank: int
-    predicted_score: float
+    predicted_score: float | None  # None for recommendations, which evaluate nothing
     scheme: str | None = None  # this layer's scheme when it differs per layer (mixed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,7 +112,7 @@ class Selection:
                     name: LayerChoice(
                         float(c["ratio"]),
                         int(c["rank"]),
-                        float(c["predicted_score"]),
+                        None if c["predicted_score"] is None else float(c["predicted_score"]),
                         None if c.get("scheme") is None else str(c["scheme"]),
                     )
                     for name, c in data["choices"].items()
