@@ -152,7 +152,9 @@ def compress(
     timings["selection"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    compressed = apply_selection(model, selection, scheme=scheme, finetune=finetune)
+    compressed = apply_selection(
+        model, selection, scheme=scheme, finetune=finetune, example_input=example
+    )
     timings["apply"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -26,6 +26,7 @@ def apply_selection(
     *,
     scheme: str | Scheme | None = None,
     finetune: FinetuneCallback | None = None,
+    example_input: torch.Tensor | None = None,
 ) -> nn.Module:
     """Return a compressed copy of ``model``; ``model`` itself is left untouched.
 
@@ -38,6 +39,8 @@ def apply_selection(
         selection: per-layer ranks, from a solver or :meth:`Selection.load`.
         scheme: overrides the scheme named in the selection (for unregistered schemes).
         finetune: optional per-layer fine-tuning callback.
+        example_input: a tensor the model accepts; pruning schemes trace the model with it
+            (default: zeros of ``selection.details["input_shape"]`` when recorded there).
 
     Example:
         >>> selection = GreedySolver().solve(scores, target=0.5)  # doctest: +SKIP
@@ -46,6 +49,9 @@ def apply_selection(
     scheme = get_scheme(selection.scheme if scheme is None else scheme, "apply_selection")
     if finetune is not None and not callable(finetune):
         raise bad_parameter("finetune", "apply_selection", "a callable (model, name)", finetune)
+    if example_input is None and "input_shape" in selection.details:
+        example_input = torch.zeros(tuple(selection.details["input_shape"]))
+    scheme.prepare(model, example_input=example_input, details=selection.details)
     compressed = copy.deepcopy(model)
     for name, choice in selection.choices.items():
         try:
@@ -62,7 +68,11 @@ def apply_selection(
 
 
 def load_compressed(
-    model: nn.Module, selection: Selection, weights: str | os.PathLike[str]
+    model: nn.Module,
+    selection: Selection,
+    weights: str | os.PathLike[str],
+    *,
+    example_input: torch.Tensor | None = None,
 ) -> nn.Module:
     """Rebuild a saved compressed model: apply the selection's shapes, then load its weights.
 
@@ -72,7 +82,7 @@ def load_compressed(
         >>> small = load_compressed(DigitsCNN(), Selection.load("selection.json"),
         ...                         "compressed.pt")  # doctest: +SKIP
     """
-    compressed = apply_selection(model, selection)
+    compressed = apply_selection(model, selection, example_input=example_input)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     compressed.load_state_dict(state)
     return compressed

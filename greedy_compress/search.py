@@ -156,6 +156,7 @@ def build_eval_scores(
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
 
     profile = profile_model(model, example, ignore=ignore)
+    profile = scheme.prepare(model, example_input=example, profile=profile) or profile
     planned, skipped = _plan(profile, scheme, metric)
     fingerprint = make_fingerprint(
         model,

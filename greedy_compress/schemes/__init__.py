@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from greedy_compress._registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
+from greedy_compress.schemes.channel_pruning import ChannelPruning
+from greedy_compress.schemes.filter_pruning import (
+    FilterPruning,
+    IndexPruning,
+    filter_pruning_scheme,
+)
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
 
 __all__ = [
     "Candidate",
+    "ChannelPruning",
     "Factorization",
+    "FilterPruning",
+    "IndexPruning",
     "Scheme",
     "SpatialSVD",
     "WeightSVD",
@@ -24,6 +33,11 @@ __all__ = [
 _SCHEMES: Registry[Scheme] = Registry("scheme", Scheme)
 _SCHEMES.register(WeightSVD)
 _SCHEMES.register(SpatialSVD)
+_SCHEMES.register(ChannelPruning)
+_SCHEMES.register(FilterPruning)  # filter_pruning_l2
+_SCHEMES.register(filter_pruning_scheme("gm"))
+_SCHEMES.register(filter_pruning_scheme("nuclear"))
+_SCHEMES.register(IndexPruning)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
