@@ -122,14 +122,15 @@ class _NamingTracer(fx.Tracer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stack: list[str] = []
+        self.failed_in: str | None = None
 
     def call_module(self, m, forward, args, kwargs):  # type: ignore[no-untyped-def]
-        self.stack.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
-        finally:
-            self.stack.pop()
+        except Exception:
+            if self.failed_in is None:  # the innermost module sees the error first
+                self.failed_in = self.path_of_module(m)
+            raise
 
 
 def trace_model(model: nn.Module) -> fx.GraphModule:
@@ -143,7 +144,7 @@ def trace_model(model: nn.Module) -> fx.GraphModule:
     try:
         graph = tracer.trace(model)
     except Exception as error:  # fx raises many types; all mean "not traceable"
-        where = next((name for name in reversed(tracer.stack) if name), "")
+        where = tracer.failed_in or ""
         module = model.get_submodule(where) if where else model
         label = f"module {where!r}" if where else "the model's own forward"
         first_line = str(error).splitlines()[0] if str(error) else repr(error)

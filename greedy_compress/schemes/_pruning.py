@@ -202,9 +202,8 @@ class GroupPruning(Scheme):
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         graph, group = self.group_in(model, name)
-        return PruningFactorization(
-            model, graph, group, self.rank_channels(model, graph, group, name)
-        )
+        order = self.rank_channels(model, graph, group, name)
+        return PruningFactorization(model, graph, group, order, name=name)
 
     @property
     def prepared_model(self) -> nn.Module:

@@ -62,6 +62,15 @@ def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     return rows - bias.detach() if bias is not None else rows
 
 
+def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Solve min ||D[:, columns] W - Y|| from D.T D and D.T Y, with a tiny ridge so that
+    channels that never fire (all-zero columns) give a well-posed system."""
+    block = gram[columns][:, columns]
+    ridge = 1e-8 * block.diagonal().mean().clamp_min(1e-12)
+    eye = torch.eye(len(columns), dtype=block.dtype, device=block.device)
+    return torch.linalg.solve(block + ridge * eye, cross[columns])
+
+
 class _ChannelPruningFactorization(PruningFactorization):
     def __init__(
         self,
@@ -86,17 +95,19 @@ class _ChannelPruningFactorization(PruningFactorization):
         ).sum(dim=(1, 2))
         order = torch.sort(energy.double(), descending=True, stable=True).indices.tolist()
         super().__init__(model, graph, group, order, name=name)
-        self.scheme, self.design, self.targets, self.taps = scheme, design, targets, taps
+        self.scheme, self.taps = scheme, taps
+        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
+        design = design.double()
+        self.gram = design.T @ design
+        self.cross = design.T @ targets.double()
 
     def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
         keep = self.keep(rank)
         modules = group_replacements(self.model, self.graph, self.group, keep)
-        if self.scheme.reconstruct:
+        if self.scheme.reconstruct and rank < self.group.size:  # nothing removed: keep as is
             layer = modules[self.name]
             columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
-            solution = torch.linalg.lstsq(
-                self.design[:, columns].double(), self.targets.double(), driver="gelsd"
-            ).solution
+            solution = _least_squares(self.gram, self.cross, columns)
             with torch.no_grad():
                 layer.weight.copy_(solution.T.reshape(layer.weight.shape).to(layer.weight.dtype))
         return modules
@@ -129,7 +140,7 @@ class ChannelPruning(GroupPruning):
         *,
         data: Iterable[Any] | None = None,
         num_reconstruction_samples: int = 128,
-        max_rows: int = 8192,
+        max_rows: int = 4096,
         reconstruct: bool = True,
     ) -> None:
         super().__init__()
