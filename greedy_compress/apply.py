@@ -73,6 +73,7 @@ def load_compressed(
     weights: str | os.PathLike[str],
     *,
     example_input: torch.Tensor | None = None,
+    scheme: str | Scheme | None = None,
 ) -> nn.Module:
     """Rebuild a saved compressed model: apply the selection's shapes, then load its weights.
 
@@ -82,7 +83,7 @@ def load_compressed(
         >>> small = load_compressed(DigitsCNN(), Selection.load("selection.json"),
         ...                         "compressed.pt")  # doctest: +SKIP
     """
-    compressed = apply_selection(model, selection, example_input=example_input)
+    compressed = apply_selection(model, selection, scheme=scheme, example_input=example_input)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     compressed.load_state_dict(state)
     return compressed

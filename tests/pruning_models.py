@@ -3,6 +3,7 @@ randomised BatchNorm statistics so that BatchNorm slicing errors would show."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -41,3 +42,12 @@ def make_inputs(count: int = 4, seed: int = 1) -> torch.Tensor:
     """Seeded random inputs of the test models' shape."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((count, *INPUT_SHAPE[1:]), generator=generator)
+
+
+@pytest.fixture(autouse=False)
+def single_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waiting on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,9 @@ from torch import nn
 from greedy_compress import build_eval_scores
 from greedy_compress.exceptions import GraphTraceError
 from greedy_compress.graph import Segment, build_graph
-from tests.pruning_models import make_inputs, make_model
+from tests.pruning_models import make_inputs, make_model, single_thread
+
+pytestmark = pytest.mark.usefixtures(single_thread.__name__)
 
 
 def test_resnet_residual_adds_tie_the_producers_of_each_stage():
@@ -108,9 +110,14 @@ def test_untraceable_model_error_names_the_module_and_svd_still_works():
         build_graph(model, torch.zeros(1, 1, 8, 8))
     torch.manual_seed(0)
     inputs = torch.randn(4, 1, 8, 8)
+
+    def evaluator(net: nn.Module) -> float:
+        with torch.no_grad():
+            return -float(net(inputs).abs().mean())
+
     scores = build_eval_scores(
         model,
-        lambda m: -float(m(inputs).abs().mean()),
+        evaluator,
         scheme="weight_svd",
         candidates=[0.5],
         example_input=inputs[:1],

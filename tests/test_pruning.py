@@ -1,0 +1,176 @@
+"""Pruning schemes on ResNet-, VGG-, MobileNetV2- and DenseNet-style models: the pruned
+model is a smaller dense model that runs, its measured cost equals the analytic one,
+pruning nothing changes nothing, and reconstruction helps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from greedy_compress import apply_selection, compress, count_macs, load_compressed
+from greedy_compress.cost import measure_cost
+from greedy_compress.exceptions import GreedyCompressError, InvalidParameterError
+from greedy_compress.layers import profile_model
+from greedy_compress.manual import manual_selection
+from greedy_compress.schemes import ChannelPruning, FilterPruning
+from greedy_compress.swap import swapped
+from tests.pruning_models import FACTORIES, make_inputs, make_model, single_thread
+
+DATA = [(make_inputs(16, seed=2), torch.zeros(16))]
+
+pytestmark = pytest.mark.usefixtures(single_thread.__name__)
+
+
+def _schemes():
+    return {
+        "channel_pruning": lambda: ChannelPruning(data=DATA, num_reconstruction_samples=16),
+        "l2": lambda: FilterPruning(criterion="l2"),
+        "gm": lambda: FilterPruning(criterion="gm"),
+        "nuclear": lambda: FilterPruning(criterion="nuclear", data=DATA, num_samples=8),
+    }
+
+
+# DenseNet has no layer channel pruning can take (concatenated or shared inputs).
+CASES = [
+    (model, scheme)
+    for model in FACTORIES
+    for scheme in _schemes()
+    if not (model == "densenet" and scheme == "channel_pruning")
+]
+
+
+def _prepared(model_key, scheme_key):
+    model, scheme = make_model(model_key), _schemes()[scheme_key]()
+    example = make_inputs(2)
+    profile = scheme.prepare(model, example_input=example, profile=profile_model(model, example))
+    layers = {
+        n: i for n, i in profile.layers.items() if scheme.unsupported_reason(i, "mac") is None
+    }
+    return model, scheme, example, profile, layers
+
+
+@pytest.mark.parametrize(("model_key", "scheme_key"), CASES)
+def test_measured_cost_equals_analytic_and_full_rank_changes_nothing(model_key, scheme_key):
+    model, scheme, example, profile, layers = _prepared(model_key, scheme_key)
+    assert layers, "the scheme found nothing to prune"
+    inputs = make_inputs(4, seed=3)
+    with torch.no_grad():
+        expected = model(inputs)
+    for name, info in layers.items():
+        factorization = scheme.factorize_in(model, name)
+        full = scheme.max_rank(info)
+        for rank in sorted({1, full // 2, full} - {0}):
+            with swapped(model, factorization.replacements(name, rank)), torch.no_grad():
+                measured = measure_cost(model, example)
+                outputs = model(inputs)
+            assert measured == profile.model_cost - info.cost + scheme.cost(info, rank), name
+            if rank == full:
+                assert torch.equal(outputs, expected), name
+
+
+def test_channel_pruning_skips_densenet_layers_with_the_reason():
+    _, scheme, _, _, layers = _prepared("densenet", "channel_pruning")
+    assert not layers
+    skipped = scheme.skipped_layers()
+    assert "concatenation" in skipped["block1.1.conv"]
+    assert "also feed" in skipped["block1.0.conv"]
+
+
+@pytest.mark.parametrize("model_key", list(FACTORIES))
+def test_pruned_model_is_a_smaller_dense_model_that_runs(model_key):
+    model = make_model(model_key)
+    example = make_inputs(2)
+    scheme = FilterPruning(criterion="l2")
+    selection = manual_selection(
+        model,
+        {name: 0.5 for name in _prepared(model_key, "l2")[4]},
+        scheme=scheme,
+        example_input=example,
+        ratio_of="rank",
+    )
+    small = apply_selection(model, selection, example_input=example)
+    out = small(make_inputs(3))
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    assert count_macs(small, example) < count_macs(model, example)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    for name, choice in selection.choices.items():
+        assert small.get_submodule(name).weight.shape[0] == choice.rank  # really fewer filters
+    for module in small.modules():  # no masks, no zeroed weights left behind
+        assert not any("mask" in key for key in module._buffers)
+
+
+def test_reconstruction_lowers_the_output_error():
+    model = make_model("vgg")
+    example = make_inputs(2)
+    data = [(make_inputs(64, seed=5), None)]
+    held_out = make_inputs(32, seed=6)
+    with torch.no_grad():
+        expected = model(held_out)
+    errors = {}
+    for reconstruct in (False, True):
+        scheme = ChannelPruning(data=data, num_reconstruction_samples=64, reconstruct=reconstruct)
+        selection = manual_selection(
+            model, {"features.10": 0.25}, scheme=scheme, example_input=example, ratio_of="rank"
+        )
+        small = apply_selection(model, selection, scheme=scheme, example_input=example)
+        with torch.no_grad():
+            errors[reconstruct] = (small(held_out) - expected).pow(2).mean().item()
+    assert errors[True] < 0.5 * errors[False], errors
+
+
+def test_channel_pruning_keeps_the_channels_that_contribute_most():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    with torch.no_grad():
+        model[2].weight.mul_(torch.tensor([0.01, 1.0, 0.01, 1.0]).view(1, 4, 1, 1))
+    scheme = ChannelPruning(data=DATA, num_reconstruction_samples=8, reconstruct=False)
+    selection = manual_selection(
+        model, {"2": 0.5}, scheme=scheme, example_input=make_inputs(1), ratio_of="rank"
+    )
+    small = apply_selection(model, selection, scheme=scheme, example_input=make_inputs(1))
+    torch.testing.assert_close(small[0].weight, model[0].weight[[1, 3]])
+
+
+def test_schemes_needing_data_say_what_to_pass():
+    model = make_model("vgg")
+    with pytest.raises(
+        InvalidParameterError, match=r"'data' parameter of ChannelPruning.*DataLoader"
+    ):
+        ChannelPruning().prepare(model, example_input=make_inputs(1))
+    with pytest.raises(InvalidParameterError, match=r"'data' parameter of FilterPruning.*nuclear"):
+        FilterPruning(criterion="nuclear").prepare(model, example_input=make_inputs(1))
+    with pytest.raises(InvalidParameterError, match=r"'example_input' parameter"):
+        FilterPruning().prepare(model)
+    with pytest.raises(GreedyCompressError, match="needs the model"):
+        FilterPruning().factorize(model.features[0])
+
+
+def test_compress_end_to_end_and_reload(tmp_path):
+    model = make_model("resnet")
+    inputs = make_inputs(8, seed=4)
+    with torch.no_grad():
+        reference = model(inputs)
+
+    def evaluator(net: nn.Module) -> float:
+        with torch.no_grad():
+            return -float((net(inputs) - reference).pow(2).mean())
+
+    scheme = ChannelPruning(data=DATA, num_reconstruction_samples=16)
+    small, report = compress(
+        model,
+        evaluator,
+        target=0.7,
+        scheme=scheme,
+        candidates=[0.25, 0.5, 0.75],
+        example_input=inputs[:1],
+        progress=False,
+    )
+    assert report.model_after.macs == count_macs(small, inputs[:1]) < report.model_before.macs
+    assert report.selection.choices
+    torch.save(small.state_dict(), tmp_path / "small.pt")
+    reloaded = load_compressed(
+        model, report.selection, tmp_path / "small.pt", example_input=inputs[:1], scheme=scheme
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(inputs), small(inputs))
