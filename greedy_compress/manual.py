@@ -20,6 +20,7 @@ from greedy_compress._validation import bad_parameter, check_choice, check_posit
 from greedy_compress.cost import Cost, CostMetric, check_metric
 from greedy_compress.layers import LayerInfo, ModelProfile, make_example_input, profile_model
 from greedy_compress.schemes import FilterPruning, IndexPruning, Scheme, get_scheme
+from greedy_compress.schemes._pruning import GroupPruning
 from greedy_compress.solvers import LayerChoice, Selection
 
 __all__ = ["ManualLayer", "ManualLayers", "available_layers", "manual_selection"]
@@ -257,6 +258,9 @@ def manual_selection(
             ratio=new_cost / info.cost.get(metric), rank=rank, predicted_score=0.0
         )
     total = profile.model_cost.get(metric)
+    if isinstance(scheme, GroupPruning):  # exact even when pruned layers are adjacent
+        ranks = {name: choice.rank for name, choice in choices.items()}
+        kept = scheme.selection_cost(ranks).get(metric)
     return Selection(
         scheme=scheme.name,
         solver="manual",

@@ -167,6 +167,8 @@ def build_eval_scores(
         evaluator=evaluator,
         input_shape=example.shape,
     )
+    if scheme.settings():  # e.g. a pruning scheme's data and sample count
+        fingerprint["scheme_settings"] = scheme.settings()
     # The fingerprint does not cover `ignore`, which only changes which layers are planned.
     scores = None
     if scores_path is not None and Path(scores_path).exists():

@@ -96,6 +96,10 @@ def test_pruned_model_is_a_smaller_dense_model_that_runs(model_key):
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
     for name, choice in selection.choices.items():
         assert small.get_submodule(name).weight.shape[0] == choice.rank  # really fewer filters
+    # adjacent layers lose channels on both sides; the combined cost is still exact
+    measured = measure_cost(small, example)
+    assert scheme.selection_cost({n: c.rank for n, c in selection.choices.items()}) == measured
+    assert selection.predicted_ratio == measured.macs / count_macs(model, example)
     for module in small.modules():  # no masks, no zeroed weights left behind
         assert not any("mask" in key for key in module._buffers)
 

@@ -9,7 +9,7 @@ from greedy_compress.graph.dependency import (
     ModuleUse,
     Segment,
 )
-from greedy_compress.graph.prune import group_cost, group_replacements
+from greedy_compress.graph.prune import group_cost, group_replacements, pruned_cost
 from greedy_compress.graph.trace import build_graph, trace_model
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "build_graph",
     "group_cost",
     "group_replacements",
+    "pruned_cost",
     "trace_model",
 ]

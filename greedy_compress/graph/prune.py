@@ -9,7 +9,7 @@ after a flatten). The new modules are ordinary, smaller ``nn.Conv*d`` / ``nn.Lin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,16 +17,17 @@ from torch import nn
 from greedy_compress.cost import Cost
 from greedy_compress.graph.dependency import ChannelGroup, DependencyGraph, Layout, ModuleUse
 
-__all__ = ["group_cost", "group_replacements", "layout_keep"]
+__all__ = ["group_cost", "group_replacements", "layout_keep", "module_cost", "pruned_cost"]
 
 
-def _width(layout: Layout, group: int, removed: int) -> int:
-    return sum((s.size - removed if s.group == group else s.size) * s.block for s in layout)
+def _width(layout: Layout, removed: Mapping[int, int]) -> int:
+    return sum((s.size - removed.get(s.group, 0)) * s.block for s in layout)
 
 
-def module_cost(use: ModuleUse, module: nn.Module, group: int, removed: int) -> Cost:
-    """Exact MACs and parameters of ``module`` once ``removed`` channels of ``group`` go."""
-    fan_in, fan_out = _width(use.inputs, group, removed), _width(use.outputs, group, removed)
+def module_cost(use: ModuleUse, module: nn.Module, removed: Mapping[int, int]) -> Cost:
+    """Exact MACs and parameters of ``module`` once ``removed[g]`` channels of each group
+    ``g`` go."""
+    fan_in, fan_out = _width(use.inputs, removed), _width(use.outputs, removed)
     if use.role == "norm":
         assert isinstance(module, nn.modules.batchnorm._BatchNorm)
         return Cost(0, 2 * fan_out if module.affine else 0)
@@ -45,11 +46,30 @@ def group_cost(model: nn.Module, graph: DependencyGraph, group: ChannelGroup, ke
         >>> group_cost(net, graph, graph.output_group("conv1"), kept=4)  # doctest: +SKIP
         Cost(macs=..., params=...)
     """
+    removed = {group.id: group.size - kept}
     total = Cost(0, 0)
     for name in group.members:
-        total = total + module_cost(
-            graph.modules[name], model.get_submodule(name), group.id, group.size - kept
-        )
+        total = total + module_cost(graph.modules[name], model.get_submodule(name), removed)
+    return total
+
+
+def pruned_cost(
+    model: nn.Module, graph: DependencyGraph, model_cost: Cost, kept: Mapping[int, int]
+) -> Cost:
+    """Exact cost of the whole model once each group ``g`` keeps ``kept[g]`` channels.
+
+    Unlike summing per-group costs, this counts a layer whose input and output groups are
+    both pruned once, at the product of the two.
+
+    Example:
+        >>> pruned_cost(net, graph, measure_cost(net, x), {3: 4, 5: 8})  # doctest: +SKIP
+    """
+    removed = {g: graph.groups[g].size - k for g, k in kept.items()}
+    touched = dict.fromkeys(m for g in kept for m in graph.groups[g].members)
+    total = model_cost
+    for name in touched:
+        use, module = graph.modules[name], model.get_submodule(name)
+        total = total - module_cost(use, module, {}) + module_cost(use, module, removed)
     return total
 
 

@@ -94,6 +94,11 @@ class Scheme(ABC):
         """
         return profile
 
+    def settings(self) -> dict[str, Any]:
+        """Constructor settings the scores depend on, recorded in the dictionary's
+        fingerprint (JSON-able; empty by default, as for the SVD schemes)."""
+        return {}
+
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         """Decompose layer ``name`` of ``model``. Schemes that need more than the layer
         (the model's graph, data) override this; by default it is :meth:`factorize`."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from greedy_compress._validation import bad_parameter
-from greedy_compress.cost import Cost
+from greedy_compress.cost import Cost, measure_cost
 from greedy_compress.exceptions import GreedyCompressError
 from greedy_compress.graph import (
     ChannelGroup,
@@ -26,6 +26,7 @@ from greedy_compress.graph import (
     build_graph,
     group_cost,
     group_replacements,
+    pruned_cost,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile
 from greedy_compress.schemes._base import Factorization, Scheme
@@ -77,6 +78,7 @@ class GroupPruning(Scheme):
         self._graph: DependencyGraph | None = None
         self._groups: dict[str, ChannelGroup] = {}
         self._reasons: dict[str, str] = {}
+        self._model_cost: Cost | None = None
 
     # hooks for subclasses --------------------------------------------------------------
 
@@ -121,6 +123,7 @@ class GroupPruning(Scheme):
         graph = build_graph(model, example_input)
         self._model, self._example, self._graph = model, example_input, graph
         self._groups, self._reasons = {}, {}
+        self._model_cost = profile.model_cost if profile is not None else None
         unusable = profile.unusable if profile is not None else {}
         for name in graph.modules:
             if graph.modules[name].role not in ("conv", "linear"):
@@ -215,6 +218,22 @@ class GroupPruning(Scheme):
     def prunable_layers(self) -> dict[str, ChannelGroup]:
         """Layers this scheme can prune in the prepared model, with their groups."""
         return dict(self._groups)
+
+    def selection_cost(self, ranks: Mapping[str, int]) -> Cost:
+        """Exact cost of the prepared model with several layers pruned at once.
+
+        ``ranks`` maps layer names to channels kept. The dictionary's per-layer costs are
+        exact one layer at a time; this also counts layers that lose channels on both sides.
+
+        Example:
+            >>> ranks = {n: c.rank for n, c in selection.choices.items()}  # doctest: +SKIP
+            >>> scheme.selection_cost(ranks).macs                           # doctest: +SKIP
+        """
+        assert self._model is not None and self._graph is not None
+        kept = {self._group(name).id: int(rank) for name, rank in ranks.items()}
+        if self._model_cost is None:
+            self._model_cost = measure_cost(self._model, self._example)
+        return pruned_cost(self._model, self._graph, self._model_cost, kept)
 
     def skipped_layers(self) -> dict[str, str]:
         """Layers it cannot prune, with the reason."""

@@ -18,7 +18,7 @@ from torch.nn import functional
 
 from greedy_compress._validation import check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph, group_replacements
-from greedy_compress.sampling import capture, take_samples
+from greedy_compress.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
@@ -157,6 +157,14 @@ class ChannelPruning(GroupPruning):
             self._samples = take_samples(
                 self.data, self.num_reconstruction_samples, "ChannelPruning"
             )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "num_reconstruction_samples": self.num_reconstruction_samples,
+            "max_rows": self.max_rows,
+            "reconstruct": self.reconstruct,
+            "samples": tensor_hash(self._samples) if self._samples is not None else None,
+        }
 
     def group_for(self, graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
         use = graph.modules.get(name)

@@ -18,7 +18,7 @@ from torch import nn
 from greedy_compress._validation import bad_parameter, check_positive_int
 from greedy_compress.criteria import ChannelEvidence, Criterion, get_criterion
 from greedy_compress.graph import ChannelGroup, DependencyGraph
-from greedy_compress.sampling import capture, take_samples
+from greedy_compress.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._pruning import GroupPruning
 
 __all__ = ["FilterPruning", "IndexPruning", "filter_pruning_scheme"]
@@ -62,6 +62,12 @@ class FilterPruning(GroupPruning):
     def needs_data(self) -> bool:
         """Whether the criterion ranks channels from feature maps on data."""
         return bool(getattr(self.criterion, "needs_data", False))
+
+    def settings(self) -> dict[str, Any]:
+        if not self.needs_data:
+            return {}
+        samples = tensor_hash(self._samples) if self._samples is not None else None
+        return {"num_samples": self.num_samples, "samples": samples}
 
     def check_ready(self) -> None:
         if self.needs_data and self._samples is None:
@@ -147,6 +153,9 @@ class IndexPruning(FilterPruning):
             )
         for layer, channels in indices.items():
             self.indices[str(layer)] = sorted({int(c) for c in channels})
+
+    def settings(self) -> dict[str, Any]:
+        return {"indices": self.indices}
 
     def group_for(self, graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
         group, reason = super().group_for(graph, name)
