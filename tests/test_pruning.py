@@ -178,3 +178,46 @@ def test_compress_end_to_end_and_reload(tmp_path):
     )
     with torch.no_grad():
         torch.testing.assert_close(reloaded(inputs), small(inputs))
+
+
+def test_scheme_with_data_gives_data_only_to_schemes_that_use_it():
+    from greedy_compress.schemes import WeightSVD, scheme_with_data
+
+    channel = scheme_with_data("channel_pruning", DATA)
+    assert isinstance(channel, ChannelPruning) and channel.data is DATA
+    nuclear = scheme_with_data("filter_pruning_nuclear", DATA)
+    assert nuclear.needs_data and nuclear.data is DATA
+    assert isinstance(scheme_with_data("weight_svd", DATA), WeightSVD)
+    with pytest.raises(InvalidParameterError, match=r"'scheme' parameter of demo.*'svd'"):
+        scheme_with_data("svd", DATA, "demo")
+
+
+def test_scores_made_with_other_scheme_settings_are_not_reused(tmp_path):
+    from greedy_compress import build_eval_scores
+    from greedy_compress.exceptions import ScoresMismatchError
+
+    model = make_model("vgg")
+    inputs = make_inputs(4, seed=4)
+
+    def evaluator(net: nn.Module) -> float:
+        with torch.no_grad():
+            return float(net(inputs).mean())
+
+    settings = {"candidates": [0.5], "example_input": inputs[:1], "progress": False}
+    path = tmp_path / "scores.json"
+    scores = build_eval_scores(
+        model,
+        evaluator,
+        scheme=ChannelPruning(data=DATA, num_reconstruction_samples=8),
+        scores_path=path,
+        **settings,
+    )
+    assert scores.fingerprint["scheme_settings"]["reconstruct"] is True
+    with pytest.raises(ScoresMismatchError, match="scheme_settings"):
+        build_eval_scores(
+            model,
+            evaluator,
+            scheme=ChannelPruning(data=DATA, num_reconstruction_samples=8, reconstruct=False),
+            scores_path=path,
+            **settings,
+        )

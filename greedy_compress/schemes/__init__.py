@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from greedy_compress._registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
 from greedy_compress.schemes.channel_pruning import ChannelPruning
@@ -26,6 +28,7 @@ __all__ = [
     "available_schemes",
     "get_scheme",
     "register_scheme",
+    "scheme_with_data",
     "spatial_svd",
     "weight_svd",
 ]
@@ -41,6 +44,22 @@ _SCHEMES.register(IndexPruning)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
+
+
+def scheme_with_data(scheme: str | Scheme, data: object, owner: str = "scheme_with_data") -> Scheme:
+    """The scheme ``scheme`` names, given ``data`` if its constructor takes data (channel
+    pruning, the nuclear-norm criterion); other schemes and instances are returned as is.
+
+    Example:
+        >>> scheme_with_data("channel_pruning", [torch.zeros(2, 1, 8, 8)]).name  # doctest: +SKIP
+        'channel_pruning'
+    """
+    if isinstance(scheme, str):
+        get_scheme(scheme, owner)  # validates the name
+        cls = _SCHEMES._classes[scheme]
+        if "data" in inspect.signature(cls).parameters:
+            return cls(data=data)  # type: ignore[call-arg]
+    return get_scheme(scheme, owner)
 
 
 def get_scheme(scheme: str | Scheme, owner: str = "get_scheme") -> Scheme:
