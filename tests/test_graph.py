@@ -124,3 +124,10 @@ def test_untraceable_model_error_names_the_module_and_svd_still_works():
         progress=False,
     )
     assert set(scores.layers) == {"body.conv", "head"}
+
+
+def test_grouped_convs_are_left_alone_with_the_reason():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 4, 1))
+    graph = build_graph(net, torch.zeros(1, 1, 8, 8))
+    assert graph.block_reason("1") == "grouped conv (groups=2)"
+    assert "grouped conv 1" in graph.output_group("0").blocked

@@ -221,3 +221,60 @@ def test_scores_made_with_other_scheme_settings_are_not_reused(tmp_path):
             scores_path=path,
             **settings,
         )
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Conv2d(3, 4, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=False),
+        nn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect"),
+        nn.Conv1d(3, 4, 5, stride=2, padding=1),
+        nn.Linear(3, 4),
+    ],
+    ids=["conv3x3", "strided_dilated", "same_reflect", "conv1d", "linear"],
+)
+def test_design_matrix_reproduces_the_layer(layer):
+    from greedy_compress.schemes.channel_pruning import _targets, design_matrix
+
+    torch.manual_seed(0)
+    shape = {nn.Conv2d: (2, 3, 9, 10), nn.Conv1d: (2, 3, 17), nn.Linear: (5, 3)}[type(layer)]
+    x = torch.randn(shape)
+    with torch.no_grad():
+        rows = design_matrix(layer, x) @ layer.weight.reshape(layer.weight.shape[0], -1).T
+        torch.testing.assert_close(rows, _targets(layer, layer(x)), atol=1e-5, rtol=1e-5)
+
+
+class _Conv1dNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 6, 3, padding=1)
+        self.norm = nn.BatchNorm1d(6)
+        self.conv2 = nn.Conv1d(6, 4, 3, stride=2)
+        self.head = nn.Linear(4 * 7, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv2(torch.relu(self.norm(self.conv1(x))))).flatten(1))
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        lambda: ChannelPruning(data=[torch.randn(8, 2, 16)], num_reconstruction_samples=8),
+        lambda: FilterPruning(criterion="nuclear", data=[torch.randn(8, 2, 16)]),
+    ],
+    ids=["channel", "nuclear"],
+)
+def test_conv1d_models_prune_exactly(scheme):
+    torch.manual_seed(0)
+    model, scheme, example = _Conv1dNet().eval(), scheme(), torch.randn(2, 2, 16)
+    profile = scheme.prepare(model, example_input=example, profile=profile_model(model, example))
+    planned = [n for n, i in profile.layers.items() if not scheme.unsupported_reason(i, "mac")]
+    assert planned
+    for name in planned:
+        info = profile.layers[name]
+        with swapped(model, scheme.factorize_in(model, name).replacements(name, 2)):
+            assert measure_cost(model, example) == (
+                profile.model_cost - info.cost + scheme.cost(info, 2)
+            )
+            assert model(example).shape == (2, 3)
