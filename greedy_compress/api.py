@@ -15,6 +15,7 @@ from greedy_compress.cost import CostMetric, measure_cost
 from greedy_compress.layers import make_example_input
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.schemes._budget import solve_exact
 from greedy_compress.scores import EvalScores
 from greedy_compress.search import Evaluator, build_eval_scores, run_evaluator
 from greedy_compress.solvers import Selection, Solver, get_solver
@@ -148,7 +149,7 @@ def compress(
     timings["dictionary"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    selection = solver.solve(scores, target=target)
+    selection = solve_exact(scores, scheme, solver, target=target)  # = solve() for SVD
     timings["selection"] = time.perf_counter() - start
 
     start = time.perf_counter()

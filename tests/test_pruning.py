@@ -166,12 +166,15 @@ def test_compress_end_to_end_and_reload(tmp_path):
         evaluator,
         target=0.7,
         scheme=scheme,
-        candidates=[0.25, 0.5, 0.75],
+        candidates=[0.25, 0.5, 0.75, 0.9],
         example_input=inputs[:1],
         progress=False,
     )
     assert report.model_after.macs == count_macs(small, inputs[:1]) < report.model_before.macs
     assert report.selection.choices
+    # pruned layers compound; the selection is priced exactly, so the target holds
+    assert report.achieved_ratio <= 0.7
+    assert report.achieved_ratio == pytest.approx(report.predicted_ratio, abs=1e-12)
     torch.save(small.state_dict(), tmp_path / "small.pt")
     reloaded = load_compressed(
         model, report.selection, tmp_path / "small.pt", example_input=inputs[:1], scheme=scheme
@@ -278,3 +281,44 @@ def test_conv1d_models_prune_exactly(scheme):
                 profile.model_cost - info.cost + scheme.cost(info, 2)
             )
             assert model(example).shape == (2, 3)
+
+
+class _Compounding:
+    """A stand-in pruning scheme whose layers compound: the exact cost of a selection is
+    the additive one plus a penalty when both layers are pruned."""
+
+    name = "compounding"
+
+    def __init__(self, scores) -> None:
+        self.scores = scores
+
+    def selection_cost(self, ranks):
+        from greedy_compress.cost import Cost
+
+        total = self.scores.model_cost.macs
+        for name, rank in ranks.items():
+            layer = self.scores.layers[name]
+            entry = next(e for e in layer.entries if e.rank == rank)
+            total += entry.cost.macs - layer.info.cost.macs
+        if len(ranks) == 2:
+            total += 30
+        return Cost(total, total)
+
+
+def test_solve_exact_lowers_the_solver_target_until_the_exact_cost_fits():
+    from greedy_compress.exceptions import TargetUnreachableError
+    from greedy_compress.schemes._budget import solve_exact
+    from greedy_compress.solvers import GreedySolver
+    from tests.dictionaries import make_scores
+
+    scores = make_scores({"a": (100, [(20, 0.9), (50, 0.99)]), "b": (100, [(20, 0.9), (50, 0.99)])})
+    scheme = _Compounding(scores)
+    plain = GreedySolver().solve(scores, target=0.6)
+    ranks = {n: c.rank for n, c in plain.choices.items()}
+    assert scheme.selection_cost(ranks).macs / 200 > 0.6  # the additive answer misses
+    exact = solve_exact(scores, scheme, GreedySolver(), target=0.6)
+    ranks = {n: c.rank for n, c in exact.choices.items()}
+    assert scheme.selection_cost(ranks).macs / 200 == exact.predicted_ratio <= 0.6
+    assert exact.details["asked_target"] < 0.6 and exact.target == 0.6
+    with pytest.raises(TargetUnreachableError, match="compound"):
+        solve_exact(scores, scheme, GreedySolver(), target=0.25)
