@@ -11,9 +11,11 @@ nuclear norm), build the eval-score dictionary once, then for every target:
 
 Pruning layers interact (pruning a layer's inputs and its producer's inputs both shrink the
 producer), so the dictionary's additive cost prediction is optimistic when several layers
-are pruned; both methods are therefore calibrated on *measured* MACs: the greedy solver's
-target is lowered by bisection until the pruned model meets the real target. The "pred"
-column shows what the solver predicted for its final selection.
+are pruned; both methods are therefore priced exactly: the greedy solver's target is lowered
+until the exact cost meets the real target (``solve_exact``, as ``compress`` does), and the
+uniform fraction is bisected on the exact cost. Every reported ratio is then measured with
+``count_macs`` on the really pruned model and checked against the exact price. "asked" is
+the target the solver was finally given.
 
 Run: python benchmarks/bench_pruning.py
 """
@@ -37,13 +39,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCHMARK_MODELS
 
 from evaluators import TopKAccuracy
-from greedy_compress import apply_selection, build_eval_scores, count_macs, select
+from greedy_compress import GreedySolver, apply_selection, build_eval_scores, count_macs
 from greedy_compress.data import DigitsData, load_digits_data
 from greedy_compress.demo import cache_dir, save_weights
 from greedy_compress.exceptions import TargetUnreachableError
 from greedy_compress.manual import available_layers, manual_selection
 from greedy_compress.models import TinyMobileNetV2, TinyVGG
 from greedy_compress.schemes import ChannelPruning, FilterPruning
+from greedy_compress.schemes._budget import solve_exact
 from greedy_compress.training import train_classifier
 
 TARGETS = (0.7, 0.5, 0.3)
@@ -98,27 +101,13 @@ def measured_ratio(selection, scheme, macs) -> float:
     return scheme.selection_cost(ranks).macs / macs
 
 
-def greedy_at(model, scores, scheme, example, target, macs):
-    """Greedy selection whose measured MAC ratio meets ``target`` (bisect the solver target)."""
-    low, high, best = 0.01, target, None
-    for _ in range(10):
-        asked = high if best is None else (low + high) / 2
-        try:
-            selection = select(scores, target=asked)
-        except TargetUnreachableError:
-            low = asked
-            if best is None and asked == high:
-                return None
-            continue
-        ratio = measured_ratio(selection, scheme, macs)
-        if ratio <= target:
-            best = (selection, ratio)
-            if asked == target or target - ratio < 0.005:
-                break
-            low = asked
-        else:
-            high = asked
-    return best
+def greedy_at(scores, scheme, target, macs):
+    """The greedy selection, priced exactly (what ``compress`` does for pruning schemes)."""
+    try:
+        selection = solve_exact(scores, scheme, GreedySolver(), target=target)
+    except TargetUnreachableError:
+        return None
+    return selection, measured_ratio(selection, scheme, macs)
 
 
 def uniform_at(model, scheme, example, target, macs, layers):
@@ -170,7 +159,7 @@ def main() -> None:
                 flush=True,
             )
             for target in TARGETS:
-                greedy = greedy_at(model, scores, scheme, example, target, macs)
+                greedy = greedy_at(scores, scheme, target, macs)
                 uniform = uniform_at(model, scheme, example, target, macs, layers)
                 row = [model_name, scheme_name, target, scores.baseline]
                 for found in (greedy, uniform):
@@ -181,17 +170,18 @@ def main() -> None:
                     ratio = count_macs(small, example) / macs
                     assert abs(ratio - found[1]) < 1e-12, (ratio, found[1])  # exact
                     row += [ratio, evaluator(small)]
-                row.append(greedy[0].predicted_ratio if greedy is not None else float("nan"))
+                asked = greedy[0].details.get("asked_target") if greedy is not None else None
+                row.append(float("nan") if asked is None else asked)
                 rows.append(row)
     print()
     print(
         f"{'model':12s} {'scheme':16s} {'target':>6s} {'base':>6s} | {'greedy MACs':>11s} "
-        f"{'top-1':>6s} {'pred':>6s} | {'uniform MACs':>12s} {'top-1':>6s}"
+        f"{'top-1':>6s} {'asked':>6s} | {'uniform MACs':>12s} {'top-1':>6s}"
     )
-    for name, scheme_name, target, base, g_ratio, g_acc, u_ratio, u_acc, predicted in rows:
+    for name, scheme_name, target, base, g_ratio, g_acc, u_ratio, u_acc, asked in rows:
         print(
             f"{name:12s} {scheme_name:16s} {target:6.2f} {base:6.4f} | {g_ratio:11.3f} "
-            f"{g_acc:6.4f} {predicted:6.3f} | {u_ratio:12.3f} {u_acc:6.4f}"
+            f"{g_acc:6.4f} {asked:6.3f} | {u_ratio:12.3f} {u_acc:6.4f}"
         )
 
 
