@@ -131,3 +131,23 @@ def test_grouped_convs_are_left_alone_with_the_reason():
     graph = build_graph(net, torch.zeros(1, 1, 8, 8))
     assert graph.block_reason("1") == "grouped conv (groups=2)"
     assert "grouped conv 1" in graph.output_group("0").blocked
+
+
+class _Reduces(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 if dim != 1 else 16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean(dim=self.dim).flatten(1))
+
+
+def test_reductions_carry_channels_only_over_spatial_dims():
+    spatial = build_graph(_Reduces((2, 3)), torch.zeros(4, 1, 4, 4))
+    assert spatial.output_group("conv").blocked is None
+    assert spatial.output_group("conv").consumers == ["head"]
+    # a mean over the 4 channels of a 4x4x4 map keeps shape (4, 4, ...) but mixes channels
+    channels = build_graph(_Reduces(1), torch.zeros(4, 1, 4, 4))
+    assert channels.output_group("conv").blocked is not None

@@ -344,14 +344,18 @@ class _Builder:
                 return self.unknown(node, label)
             return self.flatten(node, inputs, in_shape, out_shape)
         if (target in _REDUCE_METHODS) if is_method else (target in _REDUCE):
+            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            dims = (dims,) if isinstance(dims, int) else dims
             if (
                 inputs is not None
                 and in_shape is not None
                 and out_shape is not None
-                and len(out_shape) >= 2
+                and isinstance(dims, (tuple, list))
+                and all(isinstance(d, int) for d in dims)
+                and all(d % len(in_shape) >= 2 for d in dims)  # spatial dims only
                 and out_shape[:2] == in_shape[:2]
             ):
-                return inputs  # reduces spatial dims only
+                return inputs
             return self.unknown(node, label)
         return self.unknown(node, f"{kind} {label}")
 
