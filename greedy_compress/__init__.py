@@ -23,6 +23,7 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.manual import available_layers, manual_selection
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
@@ -57,6 +58,7 @@ __all__ = [
     "TargetUnreachableError",
     "__version__",
     "apply_selection",
+    "available_layers",
     "available_schemes",
     "available_solvers",
     "build_eval_scores",
@@ -67,6 +69,7 @@ __all__ = [
     "get_solver",
     "load_compressed",
     "make_candidates",
+    "manual_selection",
     "measure_cost",
     "profile_model",
     "register_scheme",
