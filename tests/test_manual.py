@@ -107,7 +107,7 @@ def test_channel_pruning_manual_mode_on_a_residual_model():
     scheme = ChannelPruning(data=[(make_inputs(8), None)], num_reconstruction_samples=8)
     listing = available_layers(model, scheme=scheme, example_input=make_inputs(1))
     assert listing.layers["layer1.0.conv2"].knob == "input channels"
-    assert "also feed" in listing.skipped["layer1.0.conv1"]
+    assert "pruned (and every reader refit) with that layer" in listing.skipped["layer2.0.conv1"]
     selection = manual_selection(
         model, {"layer2.0.conv2": 0.5}, scheme=scheme, example_input=make_inputs(1)
     )

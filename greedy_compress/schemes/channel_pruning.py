@@ -71,6 +71,32 @@ def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tenso
     return torch.linalg.solve(block + ridge * eye, cross[columns])
 
 
+class _ConsumerFit:
+    """One reading layer's sampled data: channel energies and normal equations."""
+
+    def __init__(self, layer: nn.Module, size: int, design: torch.Tensor, targets: torch.Tensor):
+        self.taps = design.shape[1] // size
+        weight = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
+        # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
+        rows = design.reshape(design.shape[0], size, self.taps).double()
+        taps_w = weight.reshape(weight.shape[0], size, self.taps).double()
+        energy = (
+            torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
+        ).sum(dim=(1, 2))
+        self.energy = energy / energy.sum().clamp_min(1e-30)  # each reader counts equally
+        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
+        design = design.double()
+        self.gram = design.T @ design
+        self.cross = design.T @ targets.double()
+
+    def refit(self, layer: nn.Module, keep: list[int]) -> None:
+        columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
+        solution = _least_squares(self.gram, self.cross, columns)
+        with torch.no_grad():
+            layer.weight.copy_(solution.T.reshape(layer.weight.shape).to(layer.weight.dtype))
+
+
 class _ChannelPruningFactorization(PruningFactorization):
     def __init__(
         self,
@@ -80,36 +106,19 @@ class _ChannelPruningFactorization(PruningFactorization):
         graph: DependencyGraph,
         group: ChannelGroup,
         name: str,
-        design: torch.Tensor,
-        targets: torch.Tensor,
-        taps: int,
+        fits: dict[str, _ConsumerFit],
     ) -> None:
-        layer = model.get_submodule(name)
-        weight = layer.weight.detach().reshape(layer.weight.shape[0], -1)
-        # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
-        # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
-        rows = design.reshape(design.shape[0], group.size, taps).double()
-        taps_w = weight.reshape(weight.shape[0], group.size, taps).double()
-        energy = (
-            torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
-        ).sum(dim=(1, 2))
-        order = torch.sort(energy.double(), descending=True, stable=True).indices.tolist()
+        energy = sum(fit.energy for fit in fits.values())
+        order = torch.sort(energy, descending=True, stable=True).indices.tolist()
         super().__init__(model, graph, group, order, name=name)
-        self.scheme, self.taps = scheme, taps
-        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
-        design = design.double()
-        self.gram = design.T @ design
-        self.cross = design.T @ targets.double()
+        self.scheme, self.fits = scheme, fits
 
     def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
         keep = self.keep(rank)
         modules = group_replacements(self.model, self.graph, self.group, keep)
         if self.scheme.reconstruct and rank < self.group.size:  # nothing removed: keep as is
-            layer = modules[self.name]
-            columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
-            solution = _least_squares(self.gram, self.cross, columns)
-            with torch.no_grad():
-                layer.weight.copy_(solution.T.reshape(layer.weight.shape).to(layer.weight.dtype))
+            for reader, fit in self.fits.items():
+                fit.refit(modules[reader], keep)
         return modules
 
 
@@ -123,9 +132,10 @@ class ChannelPruning(GroupPruning):
             (randomly chosen, seeded), which bounds time and memory.
         reconstruct: refit the weights (True, AIMET's method) or only slice them.
 
-    A layer can be channel-pruned when its input channels come from one group read by it
-    alone; layers whose inputs also feed other layers (e.g. after a residual add) are
-    skipped with the reason: filter pruning handles those channels.
+    When the input channels also feed other layers (after a residual add), they are pruned
+    from all of them, each refit to its own original output, under the first reader's name
+    (the others are skipped with that reason). Layers reading a concatenation, or channels
+    that also feed one, are skipped with the reason: filter pruning handles those.
 
     Example:
         >>> scheme = ChannelPruning(data=train_loader)                       # doctest: +SKIP
@@ -177,11 +187,16 @@ class ChannelPruning(GroupPruning):
             return None, f"its input channels are {group.blocked}"
         if group.size < 2:
             return None, "it has a single input channel"
-        others = [c for c in group.consumers if c != name]
-        if others:
+        if group.consumers[0] != name:
             return None, (
-                f"its input channels also feed {', '.join(others)}; "
-                "filter pruning handles shared channels"
+                f"its input channels also feed {group.consumers[0]}; "
+                "they are pruned (and every reader refit) with that layer"
+            )
+        concatenated = [c for c in group.consumers if len(graph.modules[c].inputs) != 1]
+        if concatenated:
+            return None, (
+                f"its input channels also feed {', '.join(concatenated)} through a "
+                "concatenation; filter pruning handles those channels"
             )
         return group, ""
 
@@ -194,24 +209,18 @@ class ChannelPruning(GroupPruning):
         graph, group = self.group_in(model, name)
         assert self._samples is not None
         reference = self.prepared_model
-        layer = model.get_submodule(name)
-        inputs, outputs = capture(model, [name], self._samples)[name]
-        if reference is not model:  # the original model's output is the target
-            _, outputs = capture(reference, [name], self._samples)[name]
-        design = design_matrix(layer, inputs)
-        targets = _targets(reference.get_submodule(name), outputs)
-        if design.shape[0] > self.max_rows:
-            generator = torch.Generator().manual_seed(0)
-            rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
-            design, targets = design[rows.to(design.device)], targets[rows.to(design.device)]
-        taps = design.shape[1] // group.size
+        readers = list(group.consumers)
+        seen = capture(model, readers, self._samples)
+        targets = seen if reference is model else capture(reference, readers, self._samples)
+        fits = {}
+        for reader in readers:  # each layer reading the channels is refit to its old output
+            design = design_matrix(model.get_submodule(reader), seen[reader][0])
+            wanted = _targets(reference.get_submodule(reader), targets[reader][1])
+            if design.shape[0] > self.max_rows:
+                generator = torch.Generator().manual_seed(0)
+                rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
+                design, wanted = design[rows.to(design.device)], wanted[rows.to(design.device)]
+            fits[reader] = _ConsumerFit(model.get_submodule(reader), group.size, design, wanted)
         return _ChannelPruningFactorization(
-            scheme=self,
-            model=model,
-            graph=graph,
-            group=group,
-            name=name,
-            design=design,
-            targets=targets,
-            taps=taps,
+            scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
         )
