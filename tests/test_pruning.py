@@ -332,3 +332,17 @@ def test_solve_exact_lowers_the_solver_target_until_the_exact_cost_fits():
     assert exact.details["asked_target"] < 0.6 and exact.target == 0.6
     with pytest.raises(TargetUnreachableError, match="compound"):
         solve_exact(scores, scheme, GreedySolver(), target=0.25)
+
+
+@pytest.mark.parametrize(("model_key", "scheme_key"), CASES)
+def test_pruning_every_layer_at_once_builds_a_working_model_of_the_exact_cost(
+    model_key, scheme_key
+):
+    model, scheme, example, _, layers = _prepared(model_key, scheme_key)
+    selection = manual_selection(
+        model, dict.fromkeys(layers, 0.5), scheme=scheme, example_input=example, ratio_of="rank"
+    )
+    small = apply_selection(model, selection, scheme=scheme, example_input=example)
+    assert small(make_inputs(3)).shape == (3, 10)
+    ranks = {name: choice.rank for name, choice in selection.choices.items()}
+    assert measure_cost(small, example) == scheme.selection_cost(ranks)

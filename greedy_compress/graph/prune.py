@@ -17,7 +17,14 @@ from torch import nn
 from greedy_compress.cost import Cost
 from greedy_compress.graph.dependency import ChannelGroup, DependencyGraph, Layout, ModuleUse
 
-__all__ = ["group_cost", "group_replacements", "layout_keep", "module_cost", "pruned_cost"]
+__all__ = [
+    "ORIGINAL_OUTPUTS",
+    "group_cost",
+    "group_replacements",
+    "layout_keep",
+    "module_cost",
+    "pruned_cost",
+]
 
 
 def _width(layout: Layout, removed: Mapping[int, int]) -> int:
@@ -157,6 +164,21 @@ def _sliced(module: nn.Module, use: ModuleUse, group: int, keep: Sequence[int]) 
     return new
 
 
+ORIGINAL_OUTPUTS = "_greedy_compress_original_outputs"
+"""Attribute a pruned module carries: which of the original module's outputs it still has."""
+
+
+def _track_outputs(new: nn.Module, old: nn.Module, keep_out: torch.Tensor | None) -> nn.Module:
+    previous = getattr(old, ORIGINAL_OUTPUTS, None)
+    if keep_out is None:
+        kept = previous
+    else:
+        kept = keep_out.tolist() if previous is None else [previous[i] for i in keep_out.tolist()]
+    if kept is not None:
+        object.__setattr__(new, ORIGINAL_OUTPUTS, kept)
+    return new
+
+
 def group_replacements(
     model: nn.Module, graph: DependencyGraph, group: ChannelGroup, keep: Sequence[int]
 ) -> dict[str, nn.Module]:
@@ -170,7 +192,13 @@ def group_replacements(
         >>> replace_modules(net, group_replacements(net, graph, group, [0, 2]))  # doctest: +SKIP
     """
     keep = sorted(int(c) for c in keep)
-    return {
-        name: _sliced(model.get_submodule(name), graph.modules[name], group.id, keep)
-        for name in group.members
-    }
+    replacements = {}
+    for name in group.members:
+        module, use = model.get_submodule(name), graph.modules[name]
+        keep_out = (
+            layout_keep(use.outputs, group.id, keep)
+            if any(s.group == group.id for s in use.outputs)
+            else None
+        )
+        replacements[name] = _track_outputs(_sliced(module, use, group.id, keep), module, keep_out)
+    return replacements

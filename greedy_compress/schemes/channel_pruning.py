@@ -18,6 +18,7 @@ from torch.nn import functional
 
 from greedy_compress._validation import check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph, group_replacements
+from greedy_compress.graph.prune import ORIGINAL_OUTPUTS
 from greedy_compress.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
@@ -216,6 +217,10 @@ class ChannelPruning(GroupPruning):
         for reader in readers:  # each layer reading the channels is refit to its old output
             design = design_matrix(model.get_submodule(reader), seen[reader][0])
             wanted = _targets(reference.get_submodule(reader), targets[reader][1])
+            # An earlier pruning may have removed some of this reader's outputs already.
+            still = getattr(model.get_submodule(reader), ORIGINAL_OUTPUTS, None)
+            if still is not None:
+                wanted = wanted[:, torch.tensor(still, device=wanted.device)]
             if design.shape[0] > self.max_rows:
                 generator = torch.Generator().manual_seed(0)
                 rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
