@@ -24,6 +24,7 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.manual import available_layers, manual_selection
 from greedy_compress.mixed import combine_scores
 from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
 from greedy_compress.recommend import recommend_slamp, recommend_vbmf
@@ -69,6 +70,7 @@ __all__ = [
     "TargetUnreachableError",
     "__version__",
     "apply_selection",
+    "available_layers",
     "available_schemes",
     "available_solvers",
     "build_eval_scores",
@@ -81,6 +83,7 @@ __all__ = [
     "get_solver",
     "load_compressed",
     "make_candidates",
+    "manual_selection",
     "measure_cost",
     "predicted_score",
     "profile_model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from greedy_compress.repair import (
 )
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.schemes._budget import solve_exact
 from greedy_compress.scores import EvalScores
 from greedy_compress.search import Evaluator, build_eval_scores, run_evaluator
 from greedy_compress.solvers import Selection, Solver, get_solver
@@ -182,7 +184,8 @@ def compress(
     timings["dictionary"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    selection = solver.solve(scores, target=target, monotone=monotone)
+    # = solver.solve() for schemes whose layers are independent (SVD, decompositions)
+    selection = solve_exact(scores, scheme, solver, target=target, monotone=monotone)
     timings["selection"] = time.perf_counter() - start
 
     repair = None
@@ -190,7 +193,10 @@ def compress(
         # The combined check, then repair; both on models without fine-tuning, which is
         # what the dictionary's single-layer scores describe.
         start = time.perf_counter()
-        check = run_evaluator(evaluator, apply_selection(model, selection, scheme=scheme))
+        check = run_evaluator(
+            evaluator, apply_selection(model, selection, scheme=scheme, example_input=example)
+        )
+        before_repair = selection
         selection, repair = repair_selection(
             model,
             evaluator,
@@ -200,11 +206,27 @@ def compress(
             scheme=scheme,
             score=check,
             progress=progress,
+            example_input=example,
         )
+        exact_cost = getattr(scheme, "selection_cost", None)
+        if exact_cost is not None and selection != before_repair:
+            ranks = {name: choice.rank for name, choice in selection.choices.items()}
+            kept = exact_cost(ranks).get(selection.metric) / scores.model_cost.get(selection.metric)
+            if kept > target:  # repair moves add costs up; pruned layers compound
+                selection = before_repair
+                repair = dataclasses.replace(
+                    repair,
+                    final_score=check,
+                    success=False,
+                    message=repair.message + " Not used: with pruned layers compounding, the "
+                    f"repaired selection keeps {kept:.4f} of the cost, over the target.",
+                )
         timings["repair"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    compressed = apply_selection(model, selection, scheme=scheme, finetune=finetune)
+    compressed = apply_selection(
+        model, selection, scheme=scheme, finetune=finetune, example_input=example
+    )
     timings["apply"] = time.perf_counter() - start
 
     if repair is not None and finetune is None:

@@ -26,6 +26,7 @@ def apply_selection(
     *,
     scheme: str | Scheme | None = None,
     finetune: FinetuneCallback | None = None,
+    example_input: torch.Tensor | None = None,
 ) -> nn.Module:
     """Return a compressed copy of ``model``; ``model`` itself is left untouched.
 
@@ -40,6 +41,8 @@ def apply_selection(
         scheme: overrides the scheme named in the selection (for unregistered schemes); in a
             mixed selection it is used for the layers whose scheme has its name.
         finetune: optional per-layer fine-tuning callback.
+        example_input: a tensor the model accepts; pruning schemes trace the model with it
+            (default: zeros of ``selection.details["input_shape"]`` when recorded there).
 
     Example:
         >>> selection = GreedySolver().solve(scores, target=0.5)  # doctest: +SKIP
@@ -58,6 +61,10 @@ def apply_selection(
         if wanted not in schemes:
             schemes[wanted] = get_scheme(wanted, "apply_selection")
         layer_schemes[name] = schemes[wanted]
+    if example_input is None and "input_shape" in selection.details:
+        example_input = torch.zeros(tuple(selection.details["input_shape"]))
+    for used in {id(s): s for s in layer_schemes.values()}.values():
+        used.prepare(model, example_input=example_input, details=selection.details)
     compressed = copy.deepcopy(model)
     for name, choice in selection.choices.items():
         try:
@@ -74,7 +81,12 @@ def apply_selection(
 
 
 def load_compressed(
-    model: nn.Module, selection: Selection, weights: str | os.PathLike[str]
+    model: nn.Module,
+    selection: Selection,
+    weights: str | os.PathLike[str],
+    *,
+    example_input: torch.Tensor | None = None,
+    scheme: str | Scheme | None = None,
 ) -> nn.Module:
     """Rebuild a saved compressed model: apply the selection's shapes, then load its weights.
 
@@ -84,7 +96,7 @@ def load_compressed(
         >>> small = load_compressed(DigitsCNN(), Selection.load("selection.json"),
         ...                         "compressed.pt")  # doctest: +SKIP
     """
-    compressed = apply_selection(model, selection)
+    compressed = apply_selection(model, selection, scheme=scheme, example_input=example_input)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     compressed.load_state_dict(state)
     return compressed

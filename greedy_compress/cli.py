@@ -17,7 +17,7 @@ from typing import Any
 from greedy_compress.candidates import DEFAULT_NUM_CANDIDATES
 from greedy_compress.cost import COST_METRICS
 from greedy_compress.exceptions import GreedyCompressError
-from greedy_compress.schemes import available_schemes
+from greedy_compress.schemes import available_schemes, scheme_with_data
 from greedy_compress.solvers import available_solvers
 
 __all__ = ["main"]
@@ -284,7 +284,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         model,
         TopKAccuracy(loader, max_batches=args.max_batches),
         target=args.target,
-        scheme=args.scheme,
+        scheme=scheme_with_data(args.scheme, loader, "compress"),  # pruning samples --data
         cost=args.cost,
         candidates=args.candidates,
         ignore=args.ignore,

@@ -18,7 +18,7 @@ from greedy_compress.data import DigitsData, load_digits_data
 from greedy_compress.models import DigitsCNN
 from greedy_compress.repair import MaxDrop, check_max_drop
 from greedy_compress.report import CompressionReport
-from greedy_compress.schemes import get_scheme
+from greedy_compress.schemes import get_scheme, scheme_with_data
 from greedy_compress.solvers import get_solver
 from greedy_compress.training import train_classifier
 
@@ -97,7 +97,7 @@ def run_demo(
         model,
         TopKAccuracy(data.val_loader()),
         target=target,
-        scheme=scheme,
+        scheme=scheme_with_data(scheme, data.train_loader(), "run_demo"),
         cost=cost,
         candidates=candidates,
         example_input=data.val_images[:1],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "DecompositionError",
+    "GraphTraceError",
     "GreedyCompressError",
     "InvalidParameterError",
     "NoCompressibleLayerError",
@@ -42,3 +43,7 @@ class ScoresMismatchError(GreedyCompressError, ValueError):
 
 class DecompositionError(GreedyCompressError, ArithmeticError):
     """Raised when a tensor decomposition gives no usable fit; names the layer shape and rank."""
+
+
+class GraphTraceError(GreedyCompressError, ValueError):
+    """Raised when torch.fx cannot trace a model that a pruning scheme needs; names the module."""

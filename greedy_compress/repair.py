@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from greedy_compress._progress import progress_bar
@@ -286,6 +287,7 @@ def repair_selection(
     score: float | None = None,
     max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
     progress: bool = False,
+    example_input: torch.Tensor | None = None,
 ) -> tuple[Selection, RepairResult]:
     """Back off layers until the combined model scores within ``max_drop`` of the baseline.
 
@@ -306,6 +308,9 @@ def repair_selection(
         score: the selection's real score if already measured (saves one evaluation).
         max_evaluations: most evaluations of combined models to spend.
         progress: show a progress bar.
+        example_input: passed to :func:`apply_selection` (pruning schemes trace with it).
+            Moves keep the dictionary's additive cost within the target; for pruning,
+            whose layers compound, :func:`~greedy_compress.compress` checks the exact cost.
 
     Returns:
         The repaired (or best found) selection and a :class:`RepairResult`.
@@ -346,7 +351,10 @@ def repair_selection(
         key = frozenset((n, o.scheme, o.rank) for n, o in choice.items())
         if key not in seen:
             built = apply_selection(
-                model, _selection(selection, choice, ratio(choice)), scheme=scheme
+                model,
+                _selection(selection, choice, ratio(choice)),
+                scheme=scheme,
+                example_input=example_input,
             )
             value = run_evaluator(evaluator, built)
             seen[key] = value if math.isfinite(value) else -math.inf

@@ -156,6 +156,7 @@ def build_eval_scores(
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
 
     profile = profile_model(model, example, ignore=ignore)
+    profile = scheme.prepare(model, example_input=example, profile=profile) or profile
     planned, skipped = _plan(profile, scheme, metric)
     fingerprint = make_fingerprint(
         model,
@@ -166,6 +167,8 @@ def build_eval_scores(
         evaluator=evaluator,
         input_shape=example.shape,
     )
+    if scheme.settings():  # e.g. a pruning scheme's data and sample count
+        fingerprint["scheme_settings"] = scheme.settings()
     # The fingerprint does not cover `ignore`, which only changes which layers are planned.
     scores = None
     if scores_path is not None and Path(scores_path).exists():

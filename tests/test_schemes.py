@@ -11,7 +11,16 @@ from torch import nn
 from greedy_compress.cost import measure_cost
 from greedy_compress.exceptions import InvalidParameterError
 from greedy_compress.layers import profile_model
-from greedy_compress.schemes import available_schemes, get_scheme, spatial_svd, weight_svd
+from greedy_compress.schemes import (
+    ChannelPruning,
+    FilterPruning,
+    IndexPruning,
+    available_schemes,
+    get_scheme,
+    spatial_svd,
+    weight_svd,
+)
+from greedy_compress.swap import swapped
 
 LAYERS = {
     "conv3x3": (nn.Conv2d(6, 10, 3, padding=1), (2, 6, 12, 13)),
@@ -141,3 +150,53 @@ def test_unknown_scheme_lists_the_valid_ones():
         InvalidParameterError, match=r"'scheme'.*'spatial_svd'.*'weight_svd'.*'svd'"
     ):
         get_scheme("svd")
+
+
+# Model-level conformance: every registered scheme, prepared on a model as the search does.
+# Schemes that need constructor arguments (data, indices) get them here; a new scheme that is
+# missing from this table fails test_every_scheme_has_a_model_fixture instead of being skipped.
+
+_CONTEXT_INPUTS = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+_DATA = [(_CONTEXT_INPUTS, torch.zeros(16))]
+
+MODEL_FIXTURES = {
+    "weight_svd": lambda: get_scheme("weight_svd"),
+    "spatial_svd": lambda: get_scheme("spatial_svd"),
+    "tucker": lambda: get_scheme("tucker"),
+    "cp": lambda: get_scheme("cp"),
+    "channel_pruning": lambda: ChannelPruning(data=_DATA, num_reconstruction_samples=8),
+    "filter_pruning_l2": lambda: get_scheme("filter_pruning_l2"),
+    "filter_pruning_gm": lambda: get_scheme("filter_pruning_gm"),
+    "filter_pruning_nuclear": lambda: FilterPruning(criterion="nuclear", data=_DATA, num_samples=8),
+    "filter_pruning_index": lambda: IndexPruning(
+        indices={"conv1": [0, 3], "conv2": [1], "pointwise": [5, 6, 7]}
+    ),
+}
+
+
+def test_every_scheme_has_a_model_fixture():
+    assert set(available_schemes()) <= set(MODEL_FIXTURES)
+
+
+@pytest.mark.parametrize("scheme_name", sorted(MODEL_FIXTURES))
+def test_in_model_cost_is_exact_and_full_rank_reproduces_the_model(scheme_name, tiny_net):
+    scheme = MODEL_FIXTURES[scheme_name]()
+    example = _CONTEXT_INPUTS[:2]
+    profile = profile_model(tiny_net, example)
+    profile = scheme.prepare(tiny_net, example_input=example, profile=profile) or profile
+    planned = {n: i for n, i in profile.layers.items() if not scheme.unsupported_reason(i, "mac")}
+    assert planned
+    with torch.no_grad():
+        expected = tiny_net(_CONTEXT_INPUTS)
+    for name, info in planned.items():
+        factorization = scheme.factorize_in(tiny_net, name)
+        full = scheme.max_rank(info)
+        for rank in sorted({1, full // 2, full} - {0}):
+            with swapped(tiny_net, factorization.replacements(name, rank)), torch.no_grad():
+                assert measure_cost(tiny_net, example) == (
+                    profile.model_cost - info.cost + scheme.cost(info, rank)
+                ), (name, rank)
+                if rank == full:
+                    torch.testing.assert_close(
+                        tiny_net(_CONTEXT_INPUTS), expected, atol=2e-5, rtol=1e-5
+                    )

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from greedy_compress.models.densenet import DenseBlock, TinyDenseNet
 from greedy_compress.models.digits_cnn import DigitsCNN
+from greedy_compress.models.mobilenet import InvertedResidual, TinyMobileNetV2
 from greedy_compress.models.resnet import BasicBlock, TinyResNet
+from greedy_compress.models.vgg import TinyVGG
 
-__all__ = ["BasicBlock", "DigitsCNN", "TinyResNet"]
+__all__ = [
+    "BasicBlock",
+    "DenseBlock",
+    "DigitsCNN",
+    "InvertedResidual",
+    "TinyDenseNet",
+    "TinyMobileNetV2",
+    "TinyResNet",
+    "TinyVGG",
+]

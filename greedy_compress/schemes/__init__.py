@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 from greedy_compress._registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
+from greedy_compress.schemes.channel_pruning import ChannelPruning
 from greedy_compress.schemes.cp import CP, cp_decompose
+from greedy_compress.schemes.filter_pruning import (
+    FilterPruning,
+    IndexPruning,
+    filter_pruning_scheme,
+)
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.tucker import Tucker2, tucker2
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
@@ -13,7 +21,10 @@ from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
 __all__ = [
     "CP",
     "Candidate",
+    "ChannelPruning",
     "Factorization",
+    "FilterPruning",
+    "IndexPruning",
     "Scheme",
     "SpatialSVD",
     "Tucker2",
@@ -22,6 +33,7 @@ __all__ = [
     "cp_decompose",
     "get_scheme",
     "register_scheme",
+    "scheme_with_data",
     "spatial_svd",
     "tucker2",
     "weight_svd",
@@ -32,9 +44,30 @@ _SCHEMES.register(WeightSVD)
 _SCHEMES.register(SpatialSVD)
 _SCHEMES.register(Tucker2)
 _SCHEMES.register(CP)
+_SCHEMES.register(ChannelPruning)
+_SCHEMES.register(FilterPruning)  # filter_pruning_l2
+_SCHEMES.register(filter_pruning_scheme("gm"))
+_SCHEMES.register(filter_pruning_scheme("nuclear"))
+_SCHEMES.register(IndexPruning)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
+
+
+def scheme_with_data(scheme: str | Scheme, data: object, owner: str = "scheme_with_data") -> Scheme:
+    """The scheme ``scheme`` names, given ``data`` if its constructor takes data (channel
+    pruning, the nuclear-norm criterion); other schemes and instances are returned as is.
+
+    Example:
+        >>> scheme_with_data("channel_pruning", [torch.zeros(2, 1, 8, 8)]).name  # doctest: +SKIP
+        'channel_pruning'
+    """
+    if isinstance(scheme, str):
+        get_scheme(scheme, owner)  # validates the name
+        cls = _SCHEMES._classes[scheme]
+        if "data" in inspect.signature(cls).parameters:
+            return cls(data=data)  # type: ignore[call-arg]
+    return get_scheme(scheme, owner)
 
 
 def get_scheme(scheme: str | Scheme, owner: str = "get_scheme") -> Scheme:

@@ -9,13 +9,15 @@ rounded down to a multiple of ``multiplicity``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from greedy_compress.cost import Cost, CostMetric
-from greedy_compress.layers import LayerInfo
+from greedy_compress.layers import LayerInfo, ModelProfile
 
 __all__ = ["Candidate", "Factorization", "Scheme"]
 
@@ -73,6 +75,29 @@ class Scheme(ABC):
     @abstractmethod
     def factorize(self, module: nn.Module) -> Factorization:
         """Decompose ``module`` once; the result builds the compressed layer at any rank."""
+
+    def prepare(
+        self,
+        model: nn.Module,
+        *,
+        example_input: torch.Tensor | None = None,
+        profile: ModelProfile | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelProfile | None:
+        """Hook run once per model before any cost is computed or layer compressed.
+
+        :func:`~greedy_compress.build_eval_scores` calls it with the model's ``profile``;
+        :func:`~greedy_compress.apply_selection` with the selection's ``details``. Schemes
+        that need model-wide context (the channel-dependency graph, data) build it here and
+        may return a profile whose layer costs cover every module they change. The default
+        does nothing and returns ``profile``.
+        """
+        return profile
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor settings the scores depend on, recorded in the dictionary's
+        fingerprint (JSON-able; empty by default, as for the SVD schemes)."""
+        return {}
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         """Decompose layer ``name`` of ``model``. Schemes that need more than the layer

@@ -32,7 +32,11 @@ from greedy_compress._progress import progress_bar
 from greedy_compress._validation import bad_parameter, check_open_unit, check_positive_int
 from greedy_compress.apply import apply_selection
 from greedy_compress.cost import CostMetric, check_metric
-from greedy_compress.exceptions import GreedyCompressError, ScoresFormatError
+from greedy_compress.exceptions import (
+    GreedyCompressError,
+    InvalidParameterError,
+    ScoresFormatError,
+)
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.scores import EvalScores
 from greedy_compress.search import Evaluator, run_evaluator
@@ -126,6 +130,13 @@ def _make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise bad_parameter("sampler", _OWNER, "'tpe', 'nsga2', 'random' or an optuna sampler", sampler)
+
+
+def _lookup(name: str) -> Scheme | None:
+    try:
+        return get_scheme(name, _OWNER)
+    except InvalidParameterError:  # an unregistered scheme, resolved later via `scheme=`
+        return None
 
 
 def _default_study_name(scores: EvalScores, target: float, metric: str) -> str:
@@ -232,6 +243,24 @@ def optuna_search(
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
     metric = scores.metric if metric is None else check_metric(metric, _OWNER)
     override = None if scheme is None else get_scheme(scheme, _OWNER)
+    used = {e.scheme or scores.scheme for layer in scores.layers.values() for e in layer.entries}
+    interacting = sorted(
+        name
+        for name in used
+        if hasattr(
+            override if override and override.name == name else _lookup(name), "selection_cost"
+        )
+    )
+    if interacting:
+        # Pruned layers compound (a layer losing channels on both sides), so the additive
+        # cost constraint below would not hold as measured; compress() corrects for it.
+        raise bad_parameter(
+            "scores",
+            _OWNER,
+            "a dictionary of schemes whose layers are independent (SVD, "
+            "decompositions); pruning is not supported by the Optuna search yet",
+            ", ".join(interacting),
+        )
     if isinstance(start_from, (str, Solver)):
         start_from = [start_from]
     seeds = [get_solver(s, _OWNER) for s in start_from]

@@ -1,0 +1,102 @@
+"""The channel-dependency graph: which modules' channels must change together.
+
+A *channel group* is a set of channels that must be pruned as one: the output channels of
+the layers that produce them (several when residual adds tie them), every BatchNorm and
+depthwise conv they pass through, and the input channels of every layer that reads them.
+A module's input or output is described by a *layout*: the groups laid side by side along
+the channel dimension (several after a concatenation), each channel spanning ``block``
+features once flattened into a Linear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ChannelGroup", "DependencyGraph", "Layout", "ModuleUse", "Segment"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``size`` consecutive channels of group ``group``, each spanning ``block`` features."""
+
+    group: int
+    size: int
+    block: int = 1
+
+
+Layout = tuple[Segment, ...]
+
+
+def layout_width(layout: Layout) -> int:
+    """Number of features a layout spans (channels times blocks)."""
+    return sum(s.size * s.block for s in layout)
+
+
+@dataclass(frozen=True)
+class ModuleUse:
+    """How one module touches channel groups.
+
+    ``role`` is ``"conv"`` / ``"linear"`` (reads ``inputs``, writes a new group),
+    ``"depthwise"`` or ``"norm"`` (carries its input channels through: ``outputs == inputs``).
+    ``positions`` is the number of output vectors per pass (for MACs).
+    """
+
+    name: str
+    role: str
+    inputs: Layout
+    outputs: Layout
+    positions: int
+
+
+@dataclass
+class ChannelGroup:
+    """Channels pruned together, with every module they touch.
+
+    ``blocked`` says why the channels cannot be changed safely (model input or output, an
+    operation the graph does not understand, ...), or is None when they can.
+    """
+
+    id: int
+    size: int
+    producers: list[str] = field(default_factory=list)
+    carriers: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+    blocked: str | None = None
+
+    @property
+    def members(self) -> list[str]:
+        """Every module changed when the group is pruned, without duplicates, in order."""
+        return list(dict.fromkeys(self.producers + self.carriers + self.consumers))
+
+
+@dataclass
+class DependencyGraph:
+    """Channel groups of a traced model and how each Conv/Linear/BatchNorm uses them.
+
+    Example:
+        >>> graph = build_graph(model, torch.zeros(1, 3, 32, 32))  # doctest: +SKIP
+        >>> graph.output_group("layer1.0.conv1").consumers        # doctest: +SKIP
+        ['layer1.0.conv2']
+    """
+
+    groups: dict[int, ChannelGroup]
+    modules: dict[str, ModuleUse]
+    blocked_modules: dict[str, str] = field(default_factory=dict)
+
+    def output_group(self, name: str) -> ChannelGroup | None:
+        """The group of a Conv/Linear's output channels (None if it has no own group)."""
+        use = self.modules.get(name)
+        if use is None or use.role not in ("conv", "linear"):
+            return None
+        return self.groups[use.outputs[0].group]
+
+    def input_group(self, name: str) -> ChannelGroup | None:
+        """The group of a module's input channels when they come from one group only."""
+        use = self.modules.get(name)
+        if use is None or len(use.inputs) != 1:
+            return None
+        return self.groups[use.inputs[0].group]
+
+    def block_reason(self, name: str) -> str | None:
+        """Why a module's channels cannot be touched at all, or None."""
+        return self.blocked_modules.get(name)

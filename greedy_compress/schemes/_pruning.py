@@ -1,0 +1,240 @@
+"""What channel pruning and filter pruning share: the model's channel-dependency graph, one
+channel group per compressible layer, exact group costs, and dense group pruning.
+
+A pruning scheme compresses a layer by removing channels of one channel group (the layer's
+output channels for filter pruning, its input channels for channel pruning). Every module the
+group touches changes, so the layer's cost in the dictionary (set in :meth:`prepare`) is the
+summed cost of all of them, and the rank is the number of channels kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from greedy_compress._validation import bad_parameter
+from greedy_compress.cost import Cost, measure_cost
+from greedy_compress.exceptions import GreedyCompressError
+from greedy_compress.graph import (
+    ChannelGroup,
+    DependencyGraph,
+    build_graph,
+    group_cost,
+    group_replacements,
+    pruned_cost,
+)
+from greedy_compress.layers import LayerInfo, ModelProfile
+from greedy_compress.schemes._base import Factorization, Scheme
+
+__all__ = ["GroupPruning", "PruningFactorization"]
+
+
+class PruningFactorization(Factorization):
+    """A layer's channel group with its channels ranked; truncate to any number kept.
+
+    ``order`` lists the group's channels, most important first; ``rank`` keeps its first
+    ``rank`` entries. Subclasses may adjust the replaced modules (weight reconstruction).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: DependencyGraph,
+        group: ChannelGroup,
+        order: Sequence[int],
+        *,
+        name: str,
+    ) -> None:
+        self.model, self.graph, self.group, self.name = model, graph, group, name
+        self.order = [int(c) for c in order]
+
+    def keep(self, rank: int) -> list[int]:
+        """The channels kept at ``rank``, in ascending order."""
+        return sorted(self.order[:rank])
+
+    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+        return group_replacements(self.model, self.graph, self.group, self.keep(rank))
+
+    def build(self, rank: int) -> nn.Module:
+        # The layer alone; the model needs every module of replacements().
+        return self.replacements(self.name, rank)[self.name]
+
+
+class GroupPruning(Scheme):
+    """Base of the pruning schemes: call :meth:`prepare` with the model first.
+
+    Subclasses choose the group each layer prunes (:meth:`group_for`) and rank its channels
+    (:meth:`rank_channels`).
+    """
+
+    def __init__(self) -> None:
+        self._model: nn.Module | None = None
+        self._example: torch.Tensor | None = None
+        self._graph: DependencyGraph | None = None
+        self._groups: dict[str, ChannelGroup] = {}
+        self._reasons: dict[str, str] = {}
+        self._model_cost: Cost | None = None
+
+    # hooks for subclasses --------------------------------------------------------------
+
+    @abstractmethod
+    def group_for(self, graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
+        """The group layer ``name`` prunes, or (None, why it cannot be pruned)."""
+
+    @abstractmethod
+    def rank_channels(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup, name: str
+    ) -> list[int]:
+        """The group's channels, most important first."""
+
+    def check_ready(self) -> None:
+        """Raise a clear error when a needed constructor argument (data) is missing."""
+
+    def use_details(self, details: Mapping[str, Any]) -> None:
+        """Read scheme settings a selection carries (e.g. channel indices)."""
+
+    # Scheme ----------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        model: nn.Module,
+        *,
+        example_input: torch.Tensor | None = None,
+        profile: ModelProfile | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelProfile | None:
+        owner = f"{type(self).__name__}.prepare"
+        if not isinstance(example_input, torch.Tensor):
+            raise bad_parameter(
+                "example_input",
+                owner,
+                f"a tensor the model accepts ({self.name} traces the model with it; "
+                "apply_selection and load_compressed take example_input=)",
+                example_input,
+            )
+        self.check_ready()
+        if details:
+            self.use_details(details)
+        graph = build_graph(model, example_input)
+        self._model, self._example, self._graph = model, example_input, graph
+        self._groups, self._reasons = {}, {}
+        self._model_cost = profile.model_cost if profile is not None else None
+        unusable = profile.unusable if profile is not None else {}
+        for name in graph.modules:
+            if graph.modules[name].role not in ("conv", "linear"):
+                continue
+            group, reason = self.group_for(graph, name)
+            if group is not None:
+                bad = next((m for m in group.members if m in unusable), None)
+                if bad is not None:
+                    group, reason = None, f"its channels also touch {bad} ({unusable[bad]})"
+            if group is None:
+                self._reasons[name] = reason
+            else:
+                self._groups[name] = group
+        for name, reason in graph.blocked_modules.items():
+            self._reasons.setdefault(name, reason)
+        if profile is None:
+            return None
+        layers = {
+            name: dataclasses.replace(info, cost=group_cost(model, graph, group, group.size))
+            if (group := self._groups.get(name)) is not None
+            else info
+            for name, info in profile.layers.items()
+        }
+        return dataclasses.replace(profile, layers=layers)
+
+    def _group(self, name: str) -> ChannelGroup:
+        if self._graph is None:
+            raise GreedyCompressError(
+                f"Scheme {self.name!r} needs the model: call prepare(model, example_input=...) "
+                "first (build_eval_scores and apply_selection do)."
+            )
+        group = self._groups.get(name)
+        if group is None:
+            reason = self._reasons.get(name, "not a Conv/Linear of the traced model")
+            raise GreedyCompressError(f"{self.name} cannot prune layer {name!r}: {reason}.")
+        return group
+
+    def skip_reason(self, layer: LayerInfo) -> str | None:
+        if self._graph is None:
+            return f"{self.name} needs the model's graph (prepare was not called)"
+        if layer.name in self._groups:
+            return None
+        return self._reasons.get(layer.name, "not found in the traced model")
+
+    def max_rank(self, layer: LayerInfo) -> int:
+        return self._group(layer.name).size
+
+    def cost(self, layer: LayerInfo, rank: int) -> Cost:
+        assert self._model is not None and self._graph is not None
+        return group_cost(self._model, self._graph, self._group(layer.name), rank)
+
+    def factorize(self, module: nn.Module) -> Factorization:
+        raise GreedyCompressError(
+            f"{self.name} prunes channels shared with other layers, so it needs the model: "
+            "use factorize_in(model, name) after prepare()."
+        )
+
+    def graph_for(self, model: nn.Module) -> DependencyGraph:
+        """The graph of ``model``: the prepared one, or traced anew for a changed copy."""
+        self._group_check()
+        if model is self._model:
+            assert self._graph is not None
+            return self._graph
+        assert self._example is not None
+        return build_graph(model, self._example)
+
+    def _group_check(self) -> None:
+        if self._graph is None:
+            self._group("")
+
+    def group_in(self, model: nn.Module, name: str) -> tuple[DependencyGraph, ChannelGroup]:
+        """Layer ``name``'s group in ``model`` (which may already be partly pruned)."""
+        self._group(name)  # the layer must be prunable in the prepared model
+        graph = self.graph_for(model)
+        group, reason = self.group_for(graph, name)
+        if group is None:
+            raise GreedyCompressError(f"{self.name} cannot prune layer {name!r}: {reason}.")
+        return graph, group
+
+    def factorize_in(self, model: nn.Module, name: str) -> Factorization:
+        graph, group = self.group_in(model, name)
+        order = self.rank_channels(model, graph, group, name)
+        return PruningFactorization(model, graph, group, order, name=name)
+
+    @property
+    def prepared_model(self) -> nn.Module:
+        """The model passed to :meth:`prepare` (the reference for reconstruction)."""
+        self._group_check()
+        assert self._model is not None
+        return self._model
+
+    def prunable_layers(self) -> dict[str, ChannelGroup]:
+        """Layers this scheme can prune in the prepared model, with their groups."""
+        return dict(self._groups)
+
+    def selection_cost(self, ranks: Mapping[str, int]) -> Cost:
+        """Exact cost of the prepared model with several layers pruned at once.
+
+        ``ranks`` maps layer names to channels kept. The dictionary's per-layer costs are
+        exact one layer at a time; this also counts layers that lose channels on both sides.
+
+        Example:
+            >>> ranks = {n: c.rank for n, c in selection.choices.items()}  # doctest: +SKIP
+            >>> scheme.selection_cost(ranks).macs                           # doctest: +SKIP
+        """
+        assert self._model is not None and self._graph is not None
+        kept = {self._group(name).id: int(rank) for name, rank in ranks.items()}
+        if self._model_cost is None:
+            self._model_cost = measure_cost(self._model, self._example)
+        return pruned_cost(self._model, self._graph, self._model_cost, kept)
+
+    def skipped_layers(self) -> dict[str, str]:
+        """Layers it cannot prune, with the reason."""
+        return dict(self._reasons)
