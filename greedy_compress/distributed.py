@@ -215,10 +215,20 @@ def read_parts(
     return found
 
 
-def remove_parts(scores_path: str | os.PathLike[str], ranks: list[int]) -> None:
+def remove_parts(
+    scores_path: str | os.PathLike[str], ranks: list[int], *, leftovers: bool = False
+) -> None:
     """Delete the part files of ``ranks`` (once the merged dictionary is saved), and the
-    folder when it is empty."""
+    folder when it is empty.
+
+    With ``leftovers`` (only once no rank writes any more), also delete the temporary files
+    a killed rank may have left behind mid-write.
+    """
     for rank in ranks:
         part_path(scores_path, rank).unlink(missing_ok=True)
+    folder = parts_dir(scores_path)
+    if leftovers and folder.is_dir():
+        for path in folder.glob(".part-*.tmp"):
+            path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty (another rank's part) or already gone
-        parts_dir(scores_path).rmdir()
+        folder.rmdir()

@@ -331,5 +331,9 @@ def build_eval_scores(
         if shard.world > 1:
             all_gather_json(None)  # the merged file is on disk before any part goes
         stale = [r for r in part_ranks if r >= shard.world] if shard.rank == 0 else []
-        remove_parts(scores_path, [shard.rank, *stale] if shard.world > 1 else part_ranks)
+        remove_parts(
+            scores_path,
+            [shard.rank, *stale] if shard.world > 1 else part_ranks,
+            leftovers=shard.rank == 0,
+        )
     return scores
