@@ -3,7 +3,7 @@
 For the demo CNN and the ResNet-style model, at two eval-set sizes: the median build time of
 each path (builds interleaved in one process: plain, fast, plain, fast, ...), their ratio,
 evaluations per second, the peak memory the build adds (each path built once in a fresh
-process, peak RSS growth from ``resource.getrusage``), and the largest score difference
+process, peak RSS over the RSS before the build), and the largest score difference
 between the two dictionaries. Then the fast build sharded over 1 and 2 processes under
 torchrun (gloo), and, with ``--profile``, where the fast build's time goes.
 
@@ -16,7 +16,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -72,14 +71,35 @@ def timed(build) -> tuple[float, object]:
     return time.perf_counter() - start, scores
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def memory_worker(model_name: str, size: str, fast: bool) -> None:
-    """Build once in this fresh process; print the peak RSS the build added, in MiB."""
+    """Build once in this fresh process; print the peak RSS the build added, in MiB.
+
+    RSS is sampled every millisecond from a thread (``ru_maxrss`` would also count the
+    imports and the model loading before the build).
+    """
+    import threading
+
     build = make_build(model_name, size, fast)
-    build.keywords["progress"] = False
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     build()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": (after - before) / 1024}))
+    done.set()
+    sampler.join()
+    print(json.dumps({"peak_mib": (max(peak, _rss_bytes()) - before) / 2**20}))
 
 
 def peak_memory(model_name: str, size: str, fast: bool) -> float:
@@ -124,24 +144,62 @@ def sharded(processes: int) -> tuple[float, int]:
 
 
 def profile_fast() -> None:
-    """Where the fast ResNet build spends its time: Python (cProfile) and torch ops."""
+    """Where the fast ResNet build spends its time: front vs rest of the network per layer,
+    Python functions (cProfile) and torch ops (torch.profiler)."""
     import cProfile
     import pstats
 
     import torch
 
+    import greedy_compress.suffix as suffix
+
+    spent: dict[str, list[float]] = {}
+    split_graph = suffix.split_graph
+
+    def timing_split(model, graph, names):
+        split = split_graph(model, graph, names)
+        record = spent.setdefault(",".join(names), [0.0, 0.0])
+        for index, part in enumerate((split.prefix, split.suffix)):
+            forward = part.forward
+
+            def timed_forward(*args, _forward=forward, _index=index):
+                start = time.perf_counter()
+                result = _forward(*args)
+                record[_index] += time.perf_counter() - start
+                return result
+
+            part.forward = timed_forward
+        return split
+
     build = make_build("tiny_resnet", "359", fast=True)
     build()  # warm up
+    suffix.split_graph = timing_split
+    try:
+        total, _ = timed(build)
+    finally:
+        suffix.split_graph = split_graph
+    front = sum(r[0] for r in spent.values())
+    rest = sum(r[1] for r in spent.values())
+    print("\nfast build (tiny_resnet, 359 samples): time per layer in the front (once per batch)")
+    print("and in the rest of the network (once per batch and candidate):")
+    for name, (a, b) in spent.items():
+        print(f"  {name:28s} front {a:6.3f}s  rest {b:6.3f}s")
+    print(
+        f"  total {total:.2f}s: front {front:.2f}s ({front / total:.0%}), rest {rest:.2f}s "
+        f"({rest / total:.0%}), other {total - front - rest:.2f}s "
+        f"({(total - front - rest) / total:.0%}: baseline, SVDs, tracing, metrics)"
+    )
+
     profiler = cProfile.Profile()
     profiler.enable()
     build()
     profiler.disable()
-    print("\ncProfile of one fast build (tiny_resnet, 359 samples), by own time:")
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+    print("\ncProfile of one fast build, by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(10)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         build()
     print("torch.profiler, by self CPU time:")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
 
 def main() -> None:
