@@ -102,7 +102,12 @@ class _Scorer:
         self.model = model
         self.evaluator = evaluator
         self.suffix = None
-        if fast and isinstance(evaluator, BatchEvaluator):
+        # A subclass that overrides __call__ may score differently than update/compute.
+        if (
+            fast
+            and isinstance(evaluator, BatchEvaluator)
+            and type(evaluator).__call__ is BatchEvaluator.__call__
+        ):
             self.suffix = SuffixScorer(model, evaluator, example)
         self.warned = False
 

@@ -292,3 +292,18 @@ def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch
     blind = build_eval_scores(model, evaluator, input_shape=SHAPE, progress=False, **options)
     with pytest.raises(AssertionError):
         assert_same_scores(plain, blind)
+
+
+def test_a_batch_evaluator_with_its_own_call_is_evaluated_on_whole_models(monkeypatch):
+    import greedy_compress.suffix as suffix
+
+    class Softened(NegativeLoss):
+        def __call__(self, model: nn.Module) -> float:
+            return super().__call__(model) / 2  # scores the fast path could not reproduce
+
+    monkeypatch.setattr(suffix, "trace_model", lambda *a, **k: pytest.fail("traced"))
+    model, evaluator = make_model("vgg"), Softened(make_data())
+    scores = build_eval_scores(
+        model, evaluator, scheme="weight_svd", candidates=2, input_shape=SHAPE, progress=False
+    )
+    assert scores.baseline == pytest.approx(NegativeLoss(make_data())(model) / 2)
