@@ -15,6 +15,7 @@ from greedy_compress.apply import apply_selection, load_compressed
 from greedy_compress.candidates import make_candidates
 from greedy_compress.cost import Cost, count_macs, measure_cost
 from greedy_compress.exceptions import (
+    DecompositionError,
     GreedyCompressError,
     InvalidParameterError,
     NoCompressibleLayerError,
@@ -23,12 +24,17 @@ from greedy_compress.exceptions import (
     TargetUnreachableError,
 )
 from greedy_compress.layers import LayerInfo, ModelProfile, profile_model
+from greedy_compress.mixed import combine_scores
+from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
+from greedy_compress.recommend import recommend_slamp, recommend_vbmf
+from greedy_compress.repair import MaxDrop, RepairResult, predicted_score, repair_selection
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.search import build_eval_scores
 from greedy_compress.solvers import (
     GreedySolver,
+    KnapsackSolver,
     Selection,
     Solver,
     available_solvers,
@@ -37,17 +43,23 @@ from greedy_compress.solvers import (
 )
 
 __all__ = [
+    "AIMET_PIPELINE",
     "CompressionReport",
     "Cost",
+    "DecompositionError",
     "EvalScores",
     "GreedyCompressError",
     "GreedySolver",
     "InvalidParameterError",
+    "KnapsackSolver",
     "LayerInfo",
     "LayerReport",
     "LayerScores",
+    "MaxDrop",
     "ModelProfile",
     "NoCompressibleLayerError",
+    "PipelineReport",
+    "RepairResult",
     "Scheme",
     "ScoreEntry",
     "ScoresFormatError",
@@ -61,15 +73,21 @@ __all__ = [
     "available_solvers",
     "build_eval_scores",
     "build_report",
+    "combine_scores",
     "compress",
+    "compress_pipeline",
     "count_macs",
     "get_scheme",
     "get_solver",
     "load_compressed",
     "make_candidates",
     "measure_cost",
+    "predicted_score",
     "profile_model",
+    "recommend_slamp",
+    "recommend_vbmf",
     "register_scheme",
     "register_solver",
+    "repair_selection",
     "select",
 ]

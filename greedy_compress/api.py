@@ -9,10 +9,17 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from greedy_compress._validation import check_open_unit
+from greedy_compress._validation import bad_parameter, check_open_unit
 from greedy_compress.apply import FinetuneCallback, apply_selection
 from greedy_compress.cost import CostMetric, measure_cost
 from greedy_compress.layers import make_example_input
+from greedy_compress.repair import (
+    MaxDrop,
+    RepairResult,
+    check_max_drop,
+    predicted_score,
+    repair_selection,
+)
 from greedy_compress.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.scores import EvalScores
@@ -28,16 +35,21 @@ def select(
     target: float,
     solver: str | Solver = "greedy",
     metric: CostMetric | None = None,
+    monotone: bool = False,
 ) -> Selection:
     """Choose per-layer ranks from a dictionary so the model keeps ``target`` of its cost.
 
-    Cheap and pure: call it for as many targets and solvers as you like.
+    Cheap and pure: call it for as many targets and solvers as you like. The cost lands
+    within 1% of the target where the candidates allow (``details["budget_note"]`` says why
+    not otherwise); ``monotone=True`` solves on monotone fits of the layers' score curves.
 
     Example:
         >>> scores = EvalScores.load("scores.json")                    # doctest: +SKIP
         >>> [select(scores, target=t).predicted_ratio for t in (0.7, 0.5)]  # doctest: +SKIP
     """
-    return get_solver(solver, "select").solve(scores, target=target, metric=metric)
+    return get_solver(solver, "select").solve(
+        scores, target=target, metric=metric, monotone=monotone
+    )
 
 
 def build_report(
@@ -49,6 +61,7 @@ def build_report(
     example_input: torch.Tensor,
     final_score: float,
     timings: dict[str, float] | None = None,
+    repair: RepairResult | None = None,
 ) -> CompressionReport:
     """Measure both models on ``example_input`` and describe what changed per layer."""
     before, after = measure_cost(model, example_input), measure_cost(compressed, example_input)
@@ -58,8 +71,14 @@ def build_report(
         if choice is None:
             rows.append(LayerReport(name, 1.0, None, layer.info.cost, layer.info.cost))
         else:
-            after_cost = next(e.cost for e in layer.entries if e.rank == choice.rank)
-            rows.append(LayerReport(name, choice.ratio, choice.rank, layer.info.cost, after_cost))
+            after_cost = next(
+                e.cost for e in layer.entries if e.rank == choice.rank and e.scheme == choice.scheme
+            )
+            rows.append(
+                LayerReport(
+                    name, choice.ratio, choice.rank, layer.info.cost, after_cost, choice.scheme
+                )
+            )
     return CompressionReport(
         scheme=selection.scheme,
         solver=selection.solver,
@@ -75,6 +94,8 @@ def build_report(
         skipped=dict(scores.skipped),
         timings=dict(timings or {}),
         selection=selection,
+        predicted_score=predicted_score(scores, selection),
+        repair=repair,
     )
 
 
@@ -94,11 +115,15 @@ def compress(
     finetune: FinetuneCallback | None = None,
     progress: bool = True,
     solver: str | Solver = "greedy",
+    max_drop: float | MaxDrop | None = None,
+    monotone: bool = False,
 ) -> tuple[nn.Module, CompressionReport]:
     """Compress ``model`` to keep ``target`` of its MACs (or parameters) with the best score.
 
     Builds (or loads and completes) the eval-score dictionary, selects per-layer ratios,
-    builds the compressed model and evaluates it once. ``model`` is not modified.
+    builds the compressed model and evaluates it once. ``model`` is not modified. The
+    selection's cost lands within 1% of the target where the candidates allow; the report
+    gives the dictionary's predicted score next to the measured one.
 
     Args:
         model: the trained model.
@@ -114,7 +139,13 @@ def compress(
         scores_path: JSON file for the dictionary: reused, resumed, written per layer.
         finetune: ``finetune(model, layer_name)`` called after each layer is compressed.
         progress: show progress bars.
-        solver: ``"greedy"`` (see ``available_solvers()``).
+        solver: ``"greedy"`` or ``"knapsack"`` (see ``available_solvers()``).
+        max_drop: if given, the largest allowed fall of the score below the baseline: a
+            float (absolute, e.g. 0.02 = two accuracy points) or ``MaxDrop(0.02,
+            relative=True)`` (2% of the baseline). When the combined model falls further,
+            the selection is repaired (:func:`~greedy_compress.repair.repair_selection`,
+            evaluations without fine-tuning) and the report logs each step.
+        monotone: solve on monotone fits of the layers' score curves (noisy dictionaries).
 
     Returns:
         The compressed model and a :class:`CompressionReport`.
@@ -129,6 +160,9 @@ def compress(
     target = check_open_unit(target, "target", "compress")
     scheme = get_scheme(scheme, "compress")
     solver = get_solver(solver, "compress")
+    limit = check_max_drop(max_drop, "compress")
+    if not isinstance(monotone, bool):
+        raise bad_parameter("monotone", "compress", "True or False", monotone)
     example = make_example_input(example_input, input_shape, "compress", like=model)
     timings: dict[str, float] = {}
 
@@ -148,16 +182,37 @@ def compress(
     timings["dictionary"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    selection = solver.solve(scores, target=target)
+    selection = solver.solve(scores, target=target, monotone=monotone)
     timings["selection"] = time.perf_counter() - start
+
+    repair = None
+    if limit is not None:
+        # The combined check, then repair; both on models without fine-tuning, which is
+        # what the dictionary's single-layer scores describe.
+        start = time.perf_counter()
+        check = run_evaluator(evaluator, apply_selection(model, selection, scheme=scheme))
+        selection, repair = repair_selection(
+            model,
+            evaluator,
+            scores,
+            selection,
+            max_drop=limit,
+            scheme=scheme,
+            score=check,
+            progress=progress,
+        )
+        timings["repair"] = time.perf_counter() - start
 
     start = time.perf_counter()
     compressed = apply_selection(model, selection, scheme=scheme, finetune=finetune)
     timings["apply"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    final_score = run_evaluator(evaluator, compressed)
-    timings["final evaluation"] = time.perf_counter() - start
+    if repair is not None and finetune is None:
+        final_score = repair.final_score  # this very model was evaluated by the repair
+    else:
+        start = time.perf_counter()
+        final_score = run_evaluator(evaluator, compressed)
+        timings["final evaluation"] = time.perf_counter() - start
 
     report = build_report(
         model,
@@ -167,5 +222,6 @@ def compress(
         example_input=example,
         final_score=final_score,
         timings=timings,
+        repair=repair,
     )
     return compressed, report

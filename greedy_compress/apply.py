@@ -31,21 +31,33 @@ def apply_selection(
 
     Layers are compressed in the selection's (network) order. After each one,
     ``finetune(compressed_model, layer_name)`` is called if given, so later layers are
-    factorized from the already fine-tuned weights.
+    factorized from the already fine-tuned weights. A layer whose choice names its own
+    scheme (a mixed-scheme selection) is built with that scheme.
 
     Args:
         model: the original model.
         selection: per-layer ranks, from a solver or :meth:`Selection.load`.
-        scheme: overrides the scheme named in the selection (for unregistered schemes).
+        scheme: overrides the scheme named in the selection (for unregistered schemes); in a
+            mixed selection it is used for the layers whose scheme has its name.
         finetune: optional per-layer fine-tuning callback.
 
     Example:
         >>> selection = GreedySolver().solve(scores, target=0.5)  # doctest: +SKIP
         >>> small = apply_selection(model, selection)             # doctest: +SKIP
     """
-    scheme = get_scheme(selection.scheme if scheme is None else scheme, "apply_selection")
+    override = None if scheme is None else get_scheme(scheme, "apply_selection")
     if finetune is not None and not callable(finetune):
         raise bad_parameter("finetune", "apply_selection", "a callable (model, name)", finetune)
+    schemes = {} if override is None else {override.name: override}
+    # Resolve every layer's scheme before copying the model, so a bad name fails fast.
+    layer_schemes: dict[str, Scheme] = {}
+    for name, choice in selection.choices.items():
+        wanted = choice.scheme
+        if wanted is None:
+            wanted = selection.scheme if override is None else override.name
+        if wanted not in schemes:
+            schemes[wanted] = get_scheme(wanted, "apply_selection")
+        layer_schemes[name] = schemes[wanted]
     compressed = copy.deepcopy(model)
     for name, choice in selection.choices.items():
         try:
@@ -54,7 +66,7 @@ def apply_selection(
             raise GreedyCompressError(
                 f"The selection names layer {name!r}, which this model does not have."
             ) from None
-        factorization = scheme.factorize_in(compressed, name)
+        factorization = layer_schemes[name].factorize_in(compressed, name)
         replace_modules(compressed, factorization.replacements(name, choice.rank))
         if finetune is not None:
             finetune(compressed, name)

@@ -1,4 +1,4 @@
-"""The ``greedy-compress`` command: ``demo``, ``compress`` and ``scores show``.
+"""The ``greedy-compress`` command: ``demo``, ``compress``, ``scores show`` and ``plot``.
 
 Thin by design: each subcommand parses its options and calls the Python API. Errors the
 user can fix are printed as one line (``greedy-compress: error: ...``), exit status 2.
@@ -43,6 +43,18 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.3,0.5,0.7; got {text!r}"
+        )
+    return values
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -112,7 +124,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="greedy-compress-out", help="output folder (default ./greedy-compress-out)"
     )
+    drop = parser.add_mutually_exclusive_group()
+    drop.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        help="repair the selection until the score falls at most this much (absolute)",
+    )
+    drop.add_argument(
+        "--max-drop-relative",
+        type=float,
+        default=None,
+        help="like --max-drop, as a fraction of the baseline score (0.02 = 2%%)",
+    )
+    parser.add_argument(
+        "--monotone", action="store_true", help="solve on monotone fits of the score curves"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _quality(args: argparse.Namespace) -> dict[str, Any]:
+    """compress()'s max_drop and monotone arguments from the command line."""
+    from greedy_compress.repair import MaxDrop
+
+    max_drop: float | MaxDrop | None = args.max_drop
+    if args.max_drop_relative is not None:
+        max_drop = MaxDrop(args.max_drop_relative, relative=True)
+    return {"max_drop": max_drop, "monotone": args.monotone}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -158,6 +196,39 @@ def _build_parser() -> argparse.ArgumentParser:
     scores_commands = scores.add_subparsers(dest="scores_command", required=True, metavar="ACTION")
     show = scores_commands.add_parser("show", help="print a dictionary")
     show.add_argument("file", help="the JSON file")
+
+    plot = commands.add_parser(
+        "plot", help="plot a saved dictionary: sensitivity, selection, trade-off, solvers"
+    )
+    plot.add_argument("file", help="the eval-score dictionary (JSON)")
+    plot.add_argument(
+        "--out",
+        default="greedy-compress-plots",
+        help="output folder (default ./greedy-compress-plots)",
+    )
+    plot.add_argument("--svg", action="store_true", help="also write SVG files")
+    plot.add_argument(
+        "--target",
+        type=_float,
+        default=0.5,
+        help="target of the selection and solver comparison plots (default 0.5)",
+    )
+    plot.add_argument(
+        "--selection", help="plot this saved selection.json instead of solving for --target"
+    )
+    plot.add_argument(
+        "--targets",
+        type=_floats,
+        default=None,
+        help="comma-separated targets for the trade-off curve (default: 25 up to 0.95)",
+    )
+    plot.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        help="a report.json whose measured ratio and score are marked on the trade-off "
+        "curve (repeatable)",
+    )
     return parser
 
 
@@ -172,9 +243,13 @@ def _run_demo(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.no_progress,
         solver=args.solver,
+        **_quality(args),
     )
     print(report.to_table())
-    print(f"wrote {args.out}/: eval-score dictionary, selection.json, report.json, compressed.pt")
+    print(
+        f"wrote {args.out}/: eval-score dictionary, selection.json, report.json, compressed.pt, "
+        "sensitivity/selection/tradeoff/comparison.png"
+    )
     return 0
 
 
@@ -218,6 +293,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         solver=args.solver,
         **example,
+        **_quality(args),
     )
     report.save(out / "report.json")
     assert report.selection is not None  # compress() always records it
@@ -237,10 +313,82 @@ def _run_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_json_file(path: str, what: str) -> Any:
+    """The JSON in ``path``, or a one-line error naming the file and what it should be."""
+    from greedy_compress._io import read_json
+
+    if not Path(path).is_file():
+        problem = "is not a file" if Path(path).exists() else "does not exist"
+        raise CommandError(f"{what} file {path!r} {problem}")
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON
+        raise CommandError(f"{what} file {path!r} is not readable JSON: {error}") from None
+
+
+def _measured_point(path: str) -> Any:
+    from greedy_compress.analysis import MeasuredPoint
+
+    data = _read_json_file(path, "--report")
+    try:
+        label = f"{data['solver']} @ {float(data['target']):g}"
+        return MeasuredPoint(float(data["achieved_ratio"]), float(data["final_score"]), label)
+    except (KeyError, TypeError, ValueError):
+        raise CommandError(
+            f"--report file {path!r} is not a greedy-compress report (report.json)"
+        ) from None
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from greedy_compress.analysis import reachable_ratio
+    from greedy_compress.plots import save_plots
+    from greedy_compress.scores import EvalScores
+    from greedy_compress.solvers import Selection
+
+    scores = EvalScores.from_dict(_read_json_file(args.file, "dictionary"), source=args.file)
+    selection = None
+    if args.selection:
+        data = _read_json_file(args.selection, "--selection")
+        selection = Selection.from_dict(data, source=args.selection)
+    measured = [_measured_point(path) for path in args.report]
+    try:
+        written = save_plots(
+            scores,
+            args.out,
+            target=args.target,
+            selection=selection,
+            targets=args.targets,
+            measured=measured,
+            formats=("png", "svg") if args.svg else ("png",),
+        )
+    except OSError as error:
+        raise CommandError(f"cannot write the plots to {args.out!r}: {error}") from None
+    if not scores.is_complete:
+        print(
+            f"the dictionary is incomplete (missing {', '.join(scores.missing)}): only the "
+            "sensitivity plot is possible; finish the dictionary for the others"
+        )
+    elif args.targets:
+        low = reachable_ratio(scores)
+        left_out = [f"{t:g}" for t in args.targets if t < low]
+        if left_out:
+            print(
+                f"targets {', '.join(left_out)} are below the smallest reachable ratio "
+                f"{low:.4f}: left out of the trade-off curve"
+            )
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``greedy-compress`` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    handlers = {"demo": _run_demo, "compress": _run_compress, "scores": _run_scores}
+    handlers = {
+        "demo": _run_demo,
+        "compress": _run_compress,
+        "scores": _run_scores,
+        "plot": _run_plot,
+    }
     try:
         return handlers[args.command](args)
     except GreedyCompressError as error:

@@ -16,6 +16,7 @@ from greedy_compress.candidates import make_candidates
 from greedy_compress.cost import CostMetric, check_metric
 from greedy_compress.data import DigitsData, load_digits_data
 from greedy_compress.models import DigitsCNN
+from greedy_compress.repair import MaxDrop, check_max_drop
 from greedy_compress.report import CompressionReport
 from greedy_compress.schemes import get_scheme
 from greedy_compress.solvers import get_solver
@@ -65,12 +66,18 @@ def run_demo(
     out: str | os.PathLike[str] = "greedy-compress-out",
     progress: bool = True,
     solver: str = "greedy",
+    max_drop: float | MaxDrop | None = None,
+    monotone: bool = False,
+    plots: bool = True,
 ) -> CompressionReport:
     """Train (or load) the digits CNN, compress it, and write the artifacts to ``out``.
 
     Writes ``scores.json`` (the eval-score dictionary, reused by later runs with the same
     settings), ``selection.json``, ``report.json`` and ``compressed.pt`` (the compressed
-    model's state dict; rebuild with :func:`greedy_compress.load_compressed`).
+    model's state dict; rebuild with :func:`greedy_compress.load_compressed`) and, with
+    ``plots``, ``sensitivity.png``, ``selection.png``, ``tradeoff.png`` (this run's measured
+    ratio and score marked) and ``comparison.png`` (see :func:`greedy_compress.plots.save_plots`).
+    ``max_drop`` and ``monotone`` are passed to :func:`greedy_compress.compress`.
     """
     from evaluators import TopKAccuracy
 
@@ -80,6 +87,7 @@ def run_demo(
     check_metric(cost, "run_demo")
     make_candidates(candidates, "run_demo")
     get_solver(solver, "run_demo")
+    check_max_drop(max_drop, "run_demo")
 
     model, data = trained_digits_cnn(progress=progress)
     out = Path(out)
@@ -96,9 +104,20 @@ def run_demo(
         scores_path=scores_path,
         progress=progress,
         solver=solver,
+        max_drop=max_drop,
+        monotone=monotone,
     )
     report.save(out / "report.json")
     assert report.selection is not None  # compress() always records it
     report.selection.save(out / "selection.json")
     save_weights(compressed, out / "compressed.pt")
+    if plots:
+        from greedy_compress.analysis import MeasuredPoint
+        from greedy_compress.plots import save_plots
+        from greedy_compress.scores import EvalScores
+
+        measured = MeasuredPoint(report.achieved_ratio, report.final_score, "this run")
+        save_plots(
+            EvalScores.load(scores_path), out, selection=report.selection, measured=[measured]
+        )
     return report

@@ -6,6 +6,7 @@ The CLI turns these into one-line messages; anything else is a bug and keeps its
 from __future__ import annotations
 
 __all__ = [
+    "DecompositionError",
     "GreedyCompressError",
     "InvalidParameterError",
     "NoCompressibleLayerError",
@@ -37,3 +38,7 @@ class ScoresFormatError(GreedyCompressError, ValueError):
 
 class ScoresMismatchError(GreedyCompressError, ValueError):
     """Raised when an eval-score file was made for another model or setting; names the fields."""
+
+
+class DecompositionError(GreedyCompressError, ArithmeticError):
+    """Raised when a tensor decomposition gives no usable fit; names the layer shape and rank."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from greedy_compress._io import atomic_write_json
 from greedy_compress.cost import Cost
+from greedy_compress.repair import RepairResult
 from greedy_compress.solvers import Selection
 
 __all__ = ["CompressionReport", "LayerReport"]
@@ -15,13 +16,17 @@ __all__ = ["CompressionReport", "LayerReport"]
 
 @dataclass(frozen=True)
 class LayerReport:
-    """One scored layer: the kept ratio and rank chosen (None = untouched) and its costs."""
+    """One scored layer: the kept ratio and rank chosen (None = untouched) and its costs.
+
+    ``scheme`` is the layer's own scheme in a mixed-scheme selection, else None.
+    """
 
     name: str
     ratio: float
     rank: int | None
     before: Cost
     after: Cost
+    scheme: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class CompressionReport:
     Model costs are measured on the real models; ``achieved_ratio`` is the compressed
     model's cost over the original's, in ``metric``. ``selection`` rebuilds the compressed
     model (:func:`greedy_compress.load_compressed`). Print it for a table; save it as JSON.
+
+    ``predicted_score`` is the dictionary's prediction for the combined model (single-layer
+    losses added up), to compare with the measured ``final_score``; ``repair`` is set when
+    ``max_drop`` was given (:func:`greedy_compress.repair.repair_selection`).
     """
 
     scheme: str
@@ -47,11 +56,14 @@ class CompressionReport:
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     selection: Selection | None = None
+    predicted_score: float | None = None
+    repair: RepairResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
         data = asdict(self)
         data["selection"] = None if self.selection is None else self.selection.to_dict()
+        data["repair"] = None if self.repair is None else self.repair.to_dict()
         return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -71,6 +83,7 @@ class CompressionReport:
             lines.append(
                 f"{row.name:<{width}}  {row.ratio:>6.3f}  {rank:>5}  {row.before.macs:>12,}  "
                 f"{row.after.macs:>12,}  {row.before.params:>13,}  {row.after.params:>12,}"
+                + ("" if row.scheme is None else f"  {row.scheme}")
             )
         before, after = self.model_before, self.model_after
         lines += [
@@ -79,8 +92,24 @@ class CompressionReport:
             f"({after.params / before.params:.3f})",
             f"target {self.target:g} of {self.metric} cost; achieved {self.achieved_ratio:.4f} "
             f"(predicted {self.predicted_ratio:.4f})",
-            f"score          {self.baseline_score:.4f} -> {self.final_score:.4f}",
+            f"score          {self.baseline_score:.4f} -> {self.final_score:.4f}"
+            + (
+                ""
+                if self.predicted_score is None
+                else f" (dictionary predicted {self.predicted_score:.4f})"
+            ),
         ]
+        details = {} if self.selection is None else self.selection.details
+        if details.get("budget_note"):
+            lines.append(f"budget         {details['budget_note']}")
+        if details.get("non_monotone"):
+            fitted = "fitted monotone" if details.get("monotone_fit") else "used as measured"
+            lines.append(
+                f"non-monotone   {', '.join(details['non_monotone'])} (score rises as the "
+                f"layer is compressed more; {fitted})"
+            )
+        if self.repair is not None:
+            lines.append(self.repair.to_text())
         if self.skipped:
             lines.append("skipped layers:")
             lines += [f"  {name}: {reason}" for name, reason in self.skipped.items()]

@@ -26,7 +26,9 @@ class ScoreEntry:
     """The score of the model with one layer compressed at one candidate.
 
     ``score`` is None when the evaluator returned a non-finite value (the compressed model
-    broke); solvers treat that as worse than any score.
+    broke); solvers treat that as worse than any score. ``scheme`` is set only in a
+    mixed-scheme dictionary (:func:`greedy_compress.mixed.combine_scores`), where entries of
+    several schemes share a layer; it is None when the dictionary's scheme applies.
     """
 
     ratio: float
@@ -34,16 +36,20 @@ class ScoreEntry:
     real_ratio: float
     cost: Cost
     score: float | None
+    scheme: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {
+        """Plain-data form for JSON (``scheme`` only when set, so old files stay identical)."""
+        data = {
             "ratio": self.ratio,
             "rank": self.rank,
             "real_ratio": self.real_ratio,
             "cost": self.cost.to_dict(),
             "score": self.score,
         }
+        if self.scheme is not None:
+            data["scheme"] = self.scheme
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreEntry:
@@ -55,6 +61,7 @@ class ScoreEntry:
             real_ratio=float(data["real_ratio"]),
             cost=Cost.from_dict(data["cost"]),
             score=None if score is None else float(score),
+            scheme=None if data.get("scheme") is None else str(data["scheme"]),
         )
 
 
@@ -148,8 +155,9 @@ class EvalScores:
             lines.append(f"{name:<{width}}  ({share:.1%} of model {self.metric})")
             for entry in layer.entries:
                 score = "failed" if entry.score is None else f"{entry.score:.4f}"
+                scheme = "" if entry.scheme is None else f"{entry.scheme} "
                 lines.append(
-                    f"  ratio {entry.ratio:.2f} -> real {entry.real_ratio:.3f}, "
+                    f"  {scheme}ratio {entry.ratio:.2f} -> real {entry.real_ratio:.3f}, "
                     f"rank {entry.rank:>4}: {score}"
                 )
         for name, reason in self.skipped.items():

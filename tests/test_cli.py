@@ -25,6 +25,9 @@ def test_demo_writes_all_artifacts_and_prints_the_report(tmp_path, capsys, train
         DigitsCNN(), Selection.load(out / "selection.json"), out / "compressed.pt"
     )
     assert sum(p.numel() for p in rebuilt.parameters()) == report["model_after"]["params"]
+    for name in ("sensitivity", "selection", "tradeoff", "comparison"):
+        image = (out / f"{name}.png").read_bytes()
+        assert image.startswith(b"\x89PNG") and len(image) > 5000
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,7 @@ def test_demo_writes_all_artifacts_and_prints_the_report(tmp_path, capsys, train
         (["demo", "--target", "1.5"], "'target' parameter"),
         (["demo", "--scheme", "svd"], "'scheme' parameter"),
         (["demo", "--candidates", "1"], "'candidates' parameter"),
+        (["demo", "--max-drop", "-0.1"], "'max_drop' parameter"),
         (["scores", "show", "/nonexistent/scores.json"], "does not exist"),
         (["compress", "--model", "nomodule", "--data", "x:y"], "--model must look like"),
         (["compress", "--model", "no_such_module:f", "--data", "x:y"], "cannot import"),
@@ -43,6 +47,18 @@ def test_bad_arguments_give_one_line_errors(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith("greedy-compress: error:") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_demo_with_max_drop_and_monotone_reports_the_check(tmp_path, capsys, trained_demo):
+    out = tmp_path / "out"
+    argv = ["demo", "--out", str(out), "--candidates", "3", "--no-progress"]
+    assert main([*argv, "--max-drop-relative", "0.02", "--monotone"]) == 0
+    printed = capsys.readouterr().out
+    assert "dictionary predicted" in printed
+    assert "repair: max drop 0.02 of the baseline" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["repair"]["max_drop"] == {"amount": 0.02, "relative": True}
+    assert report["selection"]["details"]["monotone_fit"] is True
 
 
 def test_scores_show_prints_a_saved_dictionary_and_rejects_other_files(tmp_path, capsys):

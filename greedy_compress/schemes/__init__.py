@@ -5,25 +5,33 @@ from __future__ import annotations
 
 from greedy_compress._registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
+from greedy_compress.schemes.cp import CP, cp_decompose
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
+from greedy_compress.schemes.tucker import Tucker2, tucker2
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
 
 __all__ = [
+    "CP",
     "Candidate",
     "Factorization",
     "Scheme",
     "SpatialSVD",
+    "Tucker2",
     "WeightSVD",
     "available_schemes",
+    "cp_decompose",
     "get_scheme",
     "register_scheme",
     "spatial_svd",
+    "tucker2",
     "weight_svd",
 ]
 
 _SCHEMES: Registry[Scheme] = Registry("scheme", Scheme)
 _SCHEMES.register(WeightSVD)
 _SCHEMES.register(SpatialSVD)
+_SCHEMES.register(Tucker2)
+_SCHEMES.register(CP)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names

@@ -9,9 +9,11 @@ from __future__ import annotations
 from greedy_compress._registry import Registry
 from greedy_compress.solvers._base import LayerChoice, LayerOption, Selection, Solver, layer_options
 from greedy_compress.solvers.greedy import GreedySolver, pick_at_threshold
+from greedy_compress.solvers.knapsack import KnapsackSolver
 
 __all__ = [
     "GreedySolver",
+    "KnapsackSolver",
     "LayerChoice",
     "LayerOption",
     "Selection",
@@ -25,6 +27,7 @@ __all__ = [
 
 _SOLVERS: Registry[Solver] = Registry("solver", Solver)
 _SOLVERS.register(GreedySolver)
+_SOLVERS.register(KnapsackSolver)
 
 register_solver = _SOLVERS.register
 available_solvers = _SOLVERS.names

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from greedy_compress._io import atomic_write_json, read_json
-from greedy_compress._validation import check_open_unit
+from greedy_compress._validation import bad_parameter, check_open_unit
 from greedy_compress.cost import CostMetric, check_metric
+from greedy_compress.curves import fit_options, non_monotone
 from greedy_compress.exceptions import ScoresFormatError, TargetUnreachableError
 from greedy_compress.scores import EvalScores
 
@@ -25,26 +26,40 @@ class LayerOption:
     """One choice for one layer; ``rank`` None means "leave the layer alone".
 
     ``cost`` is in the metric being solved for; ``score`` is -inf when the evaluator gave
-    no finite score.
+    no finite score. ``scheme`` names the option's scheme in a mixed-scheme dictionary
+    (None: the dictionary's scheme).
     """
 
     ratio: float
     rank: int | None
     cost: int
     score: float
+    scheme: str | None = None
 
 
 @dataclass(frozen=True)
 class LayerChoice:
-    """What a solver chose for one layer it compresses."""
+    """What a solver chose for one layer it compresses.
+
+    ``predicted_score`` is None when the choice was made without evaluation (the VBMF and
+    SLAMP recommendations).
+    """
 
     ratio: float  # real kept ratio of the layer's cost, after rank rounding
     rank: int
-    predicted_score: float
+    predicted_score: float | None  # None for recommendations, which evaluate nothing
+    scheme: str | None = None  # this layer's scheme when it differs per layer (mixed)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {"ratio": self.ratio, "rank": self.rank, "predicted_score": self.predicted_score}
+        """Plain-data form for JSON (``scheme`` only when set: older files read the same)."""
+        data: dict[str, Any] = {
+            "ratio": self.ratio,
+            "rank": self.rank,
+            "predicted_score": self.predicted_score,
+        }
+        if self.scheme is not None:
+            data["scheme"] = self.scheme
+        return data
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,10 @@ class Selection:
                 predicted_ratio=float(data["predicted_ratio"]),
                 choices={
                     name: LayerChoice(
-                        float(c["ratio"]), int(c["rank"]), float(c["predicted_score"])
+                        float(c["ratio"]),
+                        int(c["rank"]),
+                        None if c["predicted_score"] is None else float(c["predicted_score"]),
+                        None if c.get("scheme") is None else str(c["scheme"]),
                     )
                     for name, c in data["choices"].items()
                 },
@@ -114,11 +132,15 @@ class Selection:
         return cls.from_dict(read_json(path), source=os.fspath(path))
 
 
-def layer_options(scores: EvalScores, metric: CostMetric) -> dict[str, list[LayerOption]]:
+def layer_options(
+    scores: EvalScores, metric: CostMetric, *, monotone: bool = False
+) -> dict[str, list[LayerOption]]:
     """Each scored layer's options, cheapest first, "leave alone" (ratio 1) included.
 
     Candidates that round to the same rank appear once; candidates that do not lower the
-    layer's cost are left out.
+    layer's cost are left out. With ``monotone=True`` each layer's scores are replaced by
+    their isotonic fit (:func:`greedy_compress.curves.fit_options`), so noise that makes a
+    layer score higher when compressed harder cannot mislead a solver.
     """
     options: dict[str, list[LayerOption]] = {}
     for name, layer in scores.layers.items():
@@ -127,18 +149,21 @@ def layer_options(scores: EvalScores, metric: CostMetric) -> dict[str, list[Laye
         seen_ranks = set()
         for entry in layer.entries:
             # A candidate that saves nothing (rank rounding can do that) is never an option.
-            if entry.rank in seen_ranks or entry.cost.get(metric) >= original:
+            if (entry.scheme, entry.rank) in seen_ranks or entry.cost.get(metric) >= original:
                 continue
-            seen_ranks.add(entry.rank)
+            seen_ranks.add((entry.scheme, entry.rank))
             items.append(
                 LayerOption(
                     ratio=entry.cost.get(metric) / original,
                     rank=entry.rank,
                     cost=entry.cost.get(metric),
                     score=float("-inf") if entry.score is None else entry.score,
+                    scheme=entry.scheme,
                 )
             )
         options[name] = sorted(items, key=lambda o: (o.cost, -o.score))
+    if monotone:
+        options = {name: fit_options(opts, scores.baseline) for name, opts in options.items()}
     return options
 
 
@@ -146,10 +171,15 @@ class Solver(ABC):
     """Turns a complete dictionary and a target cost ratio into a :class:`Selection`.
 
     Subclasses set ``name`` and implement :meth:`choose`; :meth:`solve` validates the
-    target, checks that it is reachable, and packages the result.
+    target, checks that it is reachable, brings the choice to within ``budget_tolerance``
+    of the budget (:func:`~greedy_compress.solvers._budget.meet_budget`, unless
+    ``fill_budget`` is False) and packages the result.
     """
 
     name: ClassVar[str]
+    # Shared exact-budget post-step; instances may turn it off (AIMET's plain method).
+    fill_budget: bool = True
+    budget_tolerance: float = 0.01
 
     @abstractmethod
     def choose(
@@ -162,9 +192,18 @@ class Solver(ABC):
         """
 
     def solve(
-        self, scores: EvalScores, *, target: float, metric: CostMetric | None = None
+        self,
+        scores: EvalScores,
+        *,
+        target: float,
+        metric: CostMetric | None = None,
+        monotone: bool = False,
     ) -> Selection:
         """Choose per-layer ranks so the model keeps at most ``target`` of its cost.
+
+        ``monotone=True`` solves on monotone fits of the layers' score curves (see
+        :func:`layer_options`). Either way ``details["non_monotone"]`` lists the layers
+        whose measured curves were not monotone.
 
         Raises:
             InvalidParameterError: ``target`` not in (0, 1), or an unknown metric.
@@ -179,7 +218,10 @@ class Solver(ABC):
                 f"The dictionary is incomplete (missing {', '.join(scores.missing)}); "
                 "finish building it before solving."
             )
-        options = layer_options(scores, metric)
+        if not isinstance(monotone, bool):
+            raise bad_parameter("monotone", owner, "True or False", monotone)
+        measured = layer_options(scores, metric)
+        options = layer_options(scores, metric, monotone=True) if monotone else measured
         total = scores.model_cost.get(metric)
         fixed = total - sum(layer.info.cost.get(metric) for layer in scores.layers.values())
         cheapest = fixed + sum(opts[0].cost for opts in options.values())
@@ -190,6 +232,18 @@ class Solver(ABC):
                 f"Use a target >= {cheapest / total:.4f}, smaller candidates, or another scheme."
             )
         chosen, details = self.choose(options, fixed_cost=fixed, budget=target * total)
+        if self.fill_budget:
+            from greedy_compress.solvers._budget import meet_budget  # imports this module
+
+            chosen, budget_details = meet_budget(
+                options,
+                chosen,
+                fixed_cost=fixed,
+                budget=target * total,
+                tolerance=self.budget_tolerance,
+            )
+            details = {**details, **budget_details}
+        details = {**details, "monotone_fit": monotone, "non_monotone": non_monotone(measured)}
         kept = fixed + sum(option.cost for option in chosen.values())
         return Selection(
             scheme=scores.scheme,
@@ -198,7 +252,9 @@ class Solver(ABC):
             target=target,
             predicted_ratio=kept / total,
             choices={
-                name: LayerChoice(ratio=o.ratio, rank=o.rank, predicted_score=o.score)
+                name: LayerChoice(
+                    ratio=o.ratio, rank=o.rank, predicted_score=o.score, scheme=o.scheme
+                )
                 for name, o in chosen.items()
                 if o.rank is not None
             },

@@ -7,8 +7,9 @@ budget. The thresholds worth trying are exactly the scores in the dictionary, so
 search runs over them and is exact, not a bisection to a tolerance.
 
 Neighbouring thresholds can be far apart in cost (a flat dictionary jumps from no compression
-to a tiny model), so by default the unused budget is then filled layer by layer
-(:func:`fill_budget`); ``GreedySolver(fill_budget=False)`` is AIMET's plain method.
+to a tiny model), so by default the unused budget is then filled layer by layer by the
+exact-budget step every solver shares (``Solver.solve``); ``GreedySolver(fill_budget=False)``
+is AIMET's plain method.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from greedy_compress.solvers._base import LayerOption, Solver
-from greedy_compress.solvers._fill import fill_budget
 
 __all__ = ["GreedySolver", "pick_at_threshold"]
 
@@ -42,7 +42,8 @@ class GreedySolver(Solver):
     """Highest score threshold whose per-layer cheapest eligible options meet the budget.
 
     Args:
-        fill_budget: afterwards, spend the budget the threshold left unused (default True).
+        fill_budget: afterwards, spend the budget the threshold left unused so the cost lands
+            within 1% of the target where the candidates allow (default True).
     """
 
     name = "greedy"
@@ -70,8 +71,4 @@ class GreedySolver(Solver):
         threshold = thresholds[high]
         chosen = pick_at_threshold(options, threshold)
         details: dict[str, Any] = {"threshold": threshold, "threshold_cost": cost_at(threshold)}
-        if self.fill_budget:
-            chosen, details["fill_steps"] = fill_budget(
-                options, chosen, fixed_cost=fixed_cost, budget=budget
-            )
         return chosen, details
