@@ -9,7 +9,7 @@ restored afterwards, and a metric built from three methods (``reset``, ``update`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -80,19 +80,34 @@ class BatchEvaluator(ABC):
         first = next(model.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
+    def batches(self, model: nn.Module) -> Iterator[tuple[Any, torch.Tensor]]:
+        """Yield the ``(inputs, targets)`` this evaluator scores ``model`` on, in order.
+
+        At most ``max_batches`` batches; inputs are moved to the evaluation device. A caller
+        that runs the model itself (e.g. only part of it) feeds ``update`` from these.
+
+        Example:
+            >>> from evaluators import TopKAccuracy
+            >>> loader = [(torch.zeros(2, 3), torch.tensor([0, 1]))] * 3
+            >>> len(list(TopKAccuracy(loader, max_batches=2).batches(nn.Identity())))
+            2
+        """
+        device = self._device_for(model)
+        for index, batch in enumerate(self.loader):
+            if self.max_batches is not None and index >= self.max_batches:
+                break
+            inputs, targets = split_batch(batch)
+            yield inputs.to(device), targets
+
     def __call__(self, model: nn.Module) -> float:
         """Evaluate ``model`` on the loader; its train/eval state is restored afterwards."""
-        device = self._device_for(model)
         was_training = model.training
         model.eval()
         self.reset()
         try:
             with torch.inference_mode():
-                for index, batch in enumerate(self.loader):
-                    if self.max_batches is not None and index >= self.max_batches:
-                        break
-                    inputs, targets = split_batch(batch)
-                    outputs = model(inputs.to(device))
+                for inputs, targets in self.batches(model):
+                    outputs = model(inputs)
                     self.update(outputs, targets.to(outputs.device))
         finally:
             model.train(was_training)

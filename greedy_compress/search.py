@@ -1,15 +1,22 @@
 """Build the eval-score dictionary: score the model with each layer compressed alone.
 
-The compressed layer is swapped into the model in place, evaluated, and the original put
-back, so the model is never copied. Each layer's factorization is computed once and
-truncated for every candidate; candidates that round to the same rank are scored once. The
-dictionary is written atomically after every layer, so an interrupted build resumes there.
+This module orchestrates; the work is done elsewhere. Each layer's factorization is computed
+once and truncated for every candidate; candidates that round to the same rank are scored
+once. With a :class:`~evaluators.BatchEvaluator` the candidates of a layer are scored by
+suffix-only evaluation (:mod:`greedy_compress.suffix`): the unchanged front of the network
+runs once per batch, only the rest per candidate. Any other evaluator, or a model fx cannot
+trace, gets whole-model evaluation: the compressed layer is swapped into the model in
+place, evaluated, and the original put back, so the model is never copied. Under
+torch.distributed the work is split across ranks (:mod:`greedy_compress.distributed`).
+The dictionary (or, sharded, each rank's part) is written atomically after every layer, so
+an interrupted build resumes there.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,15 +24,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from evaluators import BatchEvaluator
 from greedy_compress._progress import progress_bar
 from greedy_compress._validation import bad_parameter, check_positive_int
 from greedy_compress.candidates import make_candidates
 from greedy_compress.cost import CostMetric, check_metric
+from greedy_compress.distributed import (
+    Known,
+    Shard,
+    all_gather_json,
+    current_shard,
+    read_parts,
+    remove_parts,
+    write_part,
+)
 from greedy_compress.exceptions import GreedyCompressError, NoCompressibleLayerError
 from greedy_compress.fingerprint import make_fingerprint
 from greedy_compress.layers import ModelProfile, make_example_input, profile_model
-from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.schemes import Candidate, Factorization, Scheme, get_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.suffix import SuffixScorer, SuffixUnavailable
 from greedy_compress.swap import swapped
 
 __all__ = ["Evaluator", "build_eval_scores", "run_evaluator"]
@@ -35,13 +53,7 @@ Evaluator = Callable[[nn.Module], float]
 _OWNER = "build_eval_scores"
 
 
-def run_evaluator(evaluator: Evaluator, model: nn.Module) -> float:
-    """Call ``evaluator(model)`` and return its score as a float (NaN if not finite).
-
-    Raises:
-        GreedyCompressError: the evaluator returned something that is not a number.
-    """
-    value = evaluator(model)
+def _as_score(value: Any) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -52,6 +64,15 @@ def run_evaluator(evaluator: Evaluator, model: nn.Module) -> float:
                 f"The evaluator must return a number (higher is better). Got {value!r} instead."
             ) from None
     return float(value)
+
+
+def run_evaluator(evaluator: Evaluator, model: nn.Module) -> float:
+    """Call ``evaluator(model)`` and return its score as a float (NaN if not finite).
+
+    Raises:
+        GreedyCompressError: the evaluator returned something that is not a number.
+    """
+    return _as_score(evaluator(model))
 
 
 def _plan(
@@ -72,40 +93,112 @@ def _plan(
     return planned, skipped
 
 
-def _score_layer(
-    model: nn.Module,
-    name: str,
-    profile: ModelProfile,
-    scheme: Scheme,
-    *,
-    evaluator: Evaluator,
-    metric: CostMetric,
-    multiplicity: int,
-    candidates: Sequence[float],
-    bar: Any,
-) -> LayerScores:
-    layer = profile.layers[name]
-    factorization = scheme.factorize_in(model, name)
-    by_rank: dict[int, float | None] = {}
-    entries = []
-    for ratio in candidates:
-        choice = scheme.candidate(layer, ratio, metric, multiplicity)
-        bar.set_postfix_str(f"{name} ratio={ratio:g} rank={choice.rank}", refresh=False)
-        if choice.rank not in by_rank:
-            with swapped(model, factorization.replacements(name, choice.rank)):
-                score = run_evaluator(evaluator, model)
-            by_rank[choice.rank] = score if math.isfinite(score) else None
-        bar.update(1)
-        entries.append(
-            ScoreEntry(
-                ratio=ratio,
-                rank=choice.rank,
-                real_ratio=choice.real_ratio,
-                cost=choice.cost,
-                score=by_rank[choice.rank],
+class _Scorer:
+    """Scores a layer's ranks: suffix-only when it can, whole-model otherwise."""
+
+    def __init__(
+        self, model: nn.Module, evaluator: Evaluator, example: torch.Tensor, *, fast: bool
+    ) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.suffix = None
+        # A subclass that overrides __call__ may score differently than update/compute.
+        if (
+            fast
+            and isinstance(evaluator, BatchEvaluator)
+            and type(evaluator).__call__ is BatchEvaluator.__call__
+        ):
+            self.suffix = SuffixScorer(model, evaluator, example)
+        self.warned = False
+
+    def score(
+        self, name: str, factorization: Factorization, ranks: Sequence[int], bar: Any
+    ) -> dict[int, float | None]:
+        bar.set_postfix_str(f"{name} ranks {','.join(map(str, ranks))}", refresh=False)
+        values = None
+        if self.suffix is not None:
+            replacements = {rank: factorization.replacements(name, rank) for rank in ranks}
+            try:
+                values = self.suffix.score(replacements)
+            except SuffixUnavailable as why:
+                self._warn_once(name, why)
+            else:
+                bar.update(len(ranks))
+        if values is None:
+            values = {}
+            for rank in ranks:  # one candidate's modules at a time keeps memory low
+                with swapped(self.model, factorization.replacements(name, rank)):
+                    values[rank] = run_evaluator(self.evaluator, self.model)
+                bar.update(1)
+        scores = {rank: _as_score(value) for rank, value in values.items()}
+        return {rank: value if math.isfinite(value) else None for rank, value in scores.items()}
+
+    def _warn_once(self, name: str, why: Exception) -> None:
+        if not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"build_eval_scores: suffix-only evaluation is not possible ({why}; first seen "
+                f"at layer {name!r}); evaluating whole models instead: same scores, slower.",
+                RuntimeWarning,
+                stacklevel=4,
             )
-        )
-    return LayerScores(info=layer, entries=tuple(entries))
+
+
+def _assemble(
+    fingerprint: dict[str, Any],
+    known: Known,
+    profile: ModelProfile,
+    planned: list[str],
+    skipped: dict[str, str],
+    choices: dict[str, list[Candidate]],
+) -> EvalScores:
+    """The dictionary of every planned layer whose candidates are all scored in ``known``."""
+    assert known.baseline is not None  # set before any layer is scored
+    layers = {}
+    for name in planned:
+        if all((name, c.rank) in known.scores for c in choices[name]):
+            entries = tuple(
+                ScoreEntry(
+                    ratio=c.ratio,
+                    rank=c.rank,
+                    real_ratio=c.real_ratio,
+                    cost=c.cost,
+                    score=known.scores[(name, c.rank)],
+                )
+                for c in choices[name]
+            )
+            layers[name] = LayerScores(info=profile.layers[name], entries=entries)
+    return EvalScores(
+        fingerprint=fingerprint,
+        baseline=known.baseline,
+        model_cost=profile.model_cost,
+        planned=tuple(planned),
+        layers=layers,
+        skipped=skipped,
+    )
+
+
+def _load_known(
+    scores_path: str | os.PathLike[str] | None, fingerprint: dict[str, Any], shard: Shard
+) -> tuple[Known, Known, list[int]]:
+    """What earlier runs finished (the dictionary file and every part file, all ranks
+    merged), this rank's own earlier part, and the ranks whose part files exist here."""
+    known, own, part_ranks = Known(), Known(), []
+    if scores_path is not None:
+        if Path(scores_path).exists():
+            saved = EvalScores.load(scores_path, expect=fingerprint)
+            known.baseline = saved.baseline
+            for name, layer in saved.layers.items():
+                known.scores.update({(name, e.rank): e.score for e in layer.entries})
+        parts = read_parts(scores_path, fingerprint)
+        for part in parts.values():
+            known.update(part)
+        own = parts.get(shard.rank, Known())
+        part_ranks = list(parts)
+    if shard.world > 1:  # ranks may not share a file system: pool what each one sees
+        for seen in all_gather_json(known.to_json()):
+            known.update(Known.from_json(seen))
+    return known, own, part_ranks
 
 
 def build_eval_scores(
@@ -121,12 +214,21 @@ def build_eval_scores(
     multiplicity: int = 1,
     scores_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    fast: bool = True,
+    distributed: bool | None = None,
 ) -> EvalScores:
     """Score ``model`` with each compressible layer compressed alone at each candidate ratio.
 
     With ``scores_path``: an existing file made for the same model and settings is loaded
     and completed (only missing layers are evaluated); the file is rewritten atomically
     after every layer, so an interrupted build loses at most the layer in progress.
+
+    With a :class:`~evaluators.BatchEvaluator` and a model ``torch.fx`` can trace, only the
+    part of the network from the compressed layer on is run per candidate (same scores,
+    several times faster); otherwise, or with ``fast=False``, whole models are evaluated.
+    Run under ``torchrun`` with an initialized process group, the work is split across the
+    ranks (see :mod:`greedy_compress.distributed`) and every rank returns the whole
+    dictionary.
 
     Args:
         model: the trained model; it is modified only temporarily and restored.
@@ -139,7 +241,10 @@ def build_eval_scores(
         ignore: names of modules (and their children) to leave alone.
         multiplicity: ranks are rounded down to a multiple of this.
         scores_path: JSON file to save to, resume from and reuse.
-        progress: show a progress bar.
+        progress: show a progress bar (on rank 0 only when sharded).
+        fast: allow suffix-only evaluation; False always evaluates whole models.
+        distributed: None: shard when a torch.distributed group of several ranks is
+            initialized; True: require one; False: do all the work in this process.
 
     Returns:
         The complete dictionary.
@@ -154,6 +259,9 @@ def build_eval_scores(
     example = make_example_input(example_input, input_shape, _OWNER, like=model)
     if not callable(evaluator):
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
+    if not isinstance(fast, bool):
+        raise bad_parameter("fast", _OWNER, "True or False", fast)
+    shard = current_shard(distributed, _OWNER)
 
     profile = profile_model(model, example, ignore=ignore)
     profile = scheme.prepare(model, example_input=example, profile=profile) or profile
@@ -170,52 +278,70 @@ def build_eval_scores(
     if scheme.settings():  # e.g. a pruning scheme's data and sample count
         fingerprint["scheme_settings"] = scheme.settings()
     # The fingerprint does not cover `ignore`, which only changes which layers are planned.
-    scores = None
-    if scores_path is not None and Path(scores_path).exists():
-        scores = EvalScores.load(scores_path, expect=fingerprint)
-        if list(scores.planned) != planned:
-            scores = EvalScores(
-                fingerprint=fingerprint,
-                baseline=scores.baseline,
-                model_cost=scores.model_cost,
-                planned=tuple(planned),
-                layers={n: s for n, s in scores.layers.items() if n in planned},
-                skipped=skipped,
-            )
-    if scores is None:
+    known, own, part_ranks = _load_known(scores_path, fingerprint, shard)
+    choices = {
+        name: [scheme.candidate(profile.layers[name], r, metric, multiplicity) for r in ratios]
+        for name in planned
+    }
+
+    def save() -> None:
+        if scores_path is None:
+            return
+        if shard.world > 1:
+            write_part(scores_path, shard.rank, fingerprint, own)
+        else:
+            _assemble(fingerprint, known, profile, planned, skipped, choices).save(scores_path)
+
+    if known.baseline is None:  # every rank checks it before the expensive work
         baseline = run_evaluator(evaluator, model)
         if not math.isfinite(baseline):
             raise GreedyCompressError(
                 f"The evaluator returned {baseline!r} for the uncompressed model; "
                 "the baseline score must be a finite number."
             )
-        scores = EvalScores(
-            fingerprint=fingerprint,
-            baseline=baseline,
-            model_cost=profile.model_cost,
-            planned=tuple(planned),
-            skipped=skipped,
-        )
-        if scores_path is not None:
-            scores.save(scores_path)
+        known.baseline = baseline
+        if shard.rank == 0:
+            own.baseline = baseline
+            save()
 
-    missing = scores.missing
+    todo = [
+        (name, rank)
+        for name in planned
+        for rank in dict.fromkeys(c.rank for c in choices[name])
+        if (name, rank) not in known.scores
+    ]
+    mine: dict[str, list[int]] = {}
+    for name, rank in shard.take(todo):
+        mine.setdefault(name, []).append(rank)
+    scorer = _Scorer(model, evaluator, example, fast=fast)
+    where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
     with progress_bar(
-        total=len(missing) * len(ratios), desc=f"scoring {scheme.name}", enabled=progress
+        total=sum(map(len, mine.values())),
+        desc=f"scoring {scheme.name}{where}",
+        enabled=progress and shard.rank == 0,
     ) as bar:
-        for name in missing:
-            layer_scores = _score_layer(
-                model,
-                name,
-                profile,
-                scheme,
-                evaluator=evaluator,
-                metric=metric,
-                multiplicity=multiplicity,
-                candidates=ratios,
-                bar=bar,
-            )
-            scores = scores.with_layer(name, layer_scores)
-            if scores_path is not None:
-                scores.save(scores_path)
+        for name, ranks in mine.items():
+            new = scorer.score(name, scheme.factorize_in(model, name), ranks, bar)
+            known.scores.update({(name, rank): score for rank, score in new.items()})
+            own.scores.update({(name, rank): score for rank, score in new.items()})
+            save()
+
+    if shard.world > 1:
+        gathered = [Known.from_json(part) for part in all_gather_json(own.to_json())]
+        if gathered[0].baseline is not None:  # the dictionary holds rank 0's baseline
+            known.baseline = gathered[0].baseline
+        for part in gathered:
+            known.scores.update(part.scores)
+    scores = _assemble(fingerprint, known, profile, planned, skipped, choices)
+    if scores_path is not None:
+        if shard.rank == 0:
+            scores.save(scores_path)
+        if shard.world > 1:
+            all_gather_json(None)  # the merged file is on disk before any part goes
+        stale = [r for r in part_ranks if r >= shard.world] if shard.rank == 0 else []
+        remove_parts(
+            scores_path,
+            [shard.rank, *stale] if shard.world > 1 else part_ranks,
+            leftovers=shard.rank == 0,
+        )
     return scores

@@ -92,3 +92,10 @@ def test_the_evaluators_package_never_imports_greedy_compress():
     code = "import sys, evaluators; print('greedy_compress' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_batches_yields_what_the_evaluator_scores_on():
+    loader = [(torch.full((2, 3), float(i)), torch.tensor([i, i])) for i in range(4)]
+    batches = list(TopKAccuracy(loader, max_batches=3).batches(torch.nn.Linear(3, 3)))
+    assert [int(targets[0]) for _, targets in batches] == [0, 1, 2]
+    assert all(torch.equal(inputs, loader[i][0]) for i, (inputs, _) in enumerate(batches))

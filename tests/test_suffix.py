@@ -1,0 +1,309 @@
+"""Suffix-only evaluation gives the whole-model scores, and really skips the front."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from _fast_models import DataDependent, make_data, make_model
+from torch import nn
+
+from evaluators import NegativeLoss, TopKAccuracy
+from greedy_compress.exceptions import InvalidParameterError
+from greedy_compress.search import build_eval_scores
+from greedy_compress.suffix import SuffixUnavailable, split_graph, trace_model
+from greedy_compress.swap import swapped
+
+SHAPE = (1, 1, 8, 8)
+
+
+def both_paths(model, evaluator, **options):
+    """The dictionary built by whole-model evaluation and by the fast path; the fast build
+    must not warn (a warning means it fell back)."""
+    options = dict(input_shape=SHAPE, progress=False, **options)
+    plain = build_eval_scores(model, evaluator, fast=False, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast = build_eval_scores(model, evaluator, **options)
+    return plain, fast
+
+
+def assert_same_scores(plain, fast, tolerance=1e-6):
+    assert fast.baseline == pytest.approx(plain.baseline, abs=tolerance)
+    assert list(fast.layers) == list(plain.layers) and fast.is_complete
+    for name, layer in plain.layers.items():
+        other = fast.layers[name]
+        assert [(e.ratio, e.rank, e.cost) for e in other.entries] == [
+            (e.ratio, e.rank, e.cost) for e in layer.entries
+        ]
+        for a, b in zip(layer.entries, other.entries, strict=True):
+            assert a.score is not None and b.score is not None
+            assert abs(a.score - b.score) <= tolerance, (name, a.rank, a.score, b.score)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("kind", "scheme"),
+    [
+        ("resnet", "weight_svd"),
+        ("resnet", "spatial_svd"),
+        ("vgg", "weight_svd"),
+        ("vgg", "spatial_svd"),
+        ("mobilenet", "weight_svd"),
+        ("torchvision", "weight_svd"),
+    ],
+)
+def test_fast_scores_equal_whole_model_scores(kind, scheme):
+    model = make_model(kind)
+    evaluator = NegativeLoss(make_data(), max_batches=2)  # a loss moves with every change
+    plain, fast = both_paths(model, evaluator, scheme=scheme, candidates=[0.2, 0.6])
+    assert_same_scores(plain, fast)
+    # the candidates really differ, so equal scores are not a coincidence
+    assert len({e.score for layer in plain.layers.values() for e in layer.entries}) > 2
+
+
+def test_fast_accuracy_equals_whole_model_accuracy():
+    model = make_model("resnet")
+    plain, fast = both_paths(
+        model, TopKAccuracy(make_data(n=40, batch_size=16), k=3), scheme="weight_svd"
+    )
+    assert_same_scores(plain, fast)
+
+
+class CountingCalls:
+    """Counts forward calls of a module."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.calls = 0
+        module.register_forward_pre_hook(self._count)
+
+    def _count(self, *_args) -> None:
+        self.calls += 1
+
+
+def test_the_front_of_the_network_runs_once_per_batch_and_layer():
+    data = make_data(n=48, batch_size=16)  # 3 batches
+    counts = {}
+    for fast in (False, True):
+        model = make_model("vgg")
+        first, whole = CountingCalls(model.features[0]), CountingCalls(model)
+        scores = build_eval_scores(
+            model,
+            NegativeLoss(data),
+            scheme="weight_svd",
+            candidates=[0.2, 0.4, 0.6],
+            input_shape=SHAPE,
+            progress=False,
+            fast=fast,
+        )
+        counts[fast] = first.calls, whole.calls
+    ranks = {name: len({e.rank for e in s.entries}) for name, s in scores.layers.items()}
+    assert next(iter(ranks)) == "features.0" and sum(ranks.values()) > 2 * len(ranks)
+    later = sum(ranks.values()) - ranks["features.0"]  # candidates that keep features.0
+    # Whole-model: every candidate runs the model on each of the 3 batches. Fast: the model's
+    # own forward never runs per candidate, only once more to check the trace; the first conv
+    # runs in that check (twice: model and trace) and once per batch for each later layer.
+    assert counts[False][1] - counts[True][1] == 3 * sum(ranks.values()) - 1
+    assert counts[False][0] - counts[True][0] == 3 * later - 2 - 3 * (len(ranks) - 1)
+
+
+def test_the_model_is_left_as_it_was():
+    model = make_model("torchvision").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modules = dict(model.named_modules())
+    build_eval_scores(
+        model,
+        NegativeLoss(make_data()),
+        scheme="weight_svd",
+        candidates=2,
+        input_shape=SHAPE,
+        progress=False,
+    )
+    assert model.training and all(m.training for m in model.modules())
+    assert dict(model.named_modules()) == modules
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+def test_a_cut_value_written_in_place_is_protected():
+    """In BranchNet ``a.add_(b)`` after conv1 writes into bn0's output, computed before the
+    cut: without protection the second candidate would read a + b1 instead of a."""
+    model = make_model("branch")
+    evaluator = NegativeLoss(make_data())
+    options = dict(scheme="spatial_svd", candidates=[0.1, 0.3, 0.5, 0.7, 0.9])
+    plain, fast = both_paths(model, evaluator, ignore=["stem", "conv0"], **options)
+    assert list(fast.layers) == ["conv1"]
+    assert_same_scores(plain, fast)
+
+
+def test_replacing_several_modules_cuts_at_the_earliest():
+    """A candidate may replace several modules (channel pruning shrinks the producers too):
+    the suffix starts at the first one."""
+    model = make_model("vgg")
+    graph = trace_model(model, torch.zeros(SHAPE))
+    split = split_graph(model, graph, ["features.4", "features.0", "classifier.1"])
+    assert split.start == "features_0"
+    nodes = [n.target for n in split.suffix.graph.nodes if n.op == "call_module"]
+    assert nodes[0] == "features.0" and "classifier.1" in nodes
+
+
+def test_a_module_fx_traced_into_is_retraced_as_a_leaf():
+    model = make_model("mobilenet")
+    evaluator = NegativeLoss(make_data())
+
+    from greedy_compress.suffix import SuffixScorer
+
+    scorer = SuffixScorer(model, evaluator, torch.zeros(SHAPE))
+    # replace a whole custom block (fx traces into it by default)
+    scores = scorer.score({1: {"blocks.0": model.blocks[0]}, 2: {"blocks.0": nn.Identity()}})
+    baseline = evaluator(model)
+    with swapped(model, {"blocks.0": nn.Identity()}):
+        without_block = evaluator(model)
+    assert scores[1] == pytest.approx(baseline, abs=1e-6)
+    assert scores[2] == pytest.approx(without_block, abs=1e-6) and without_block != baseline
+    assert frozenset({"blocks.0"}) in scorer._graphs  # traced again with the block whole
+
+
+def test_a_model_fx_cannot_trace_falls_back_with_one_warning():
+    model = DataDependent().eval()
+    evaluator = NegativeLoss(make_data())
+    options = dict(scheme="weight_svd", candidates=[0.3, 0.6], input_shape=SHAPE, progress=False)
+    with pytest.warns(RuntimeWarning, match="torch.fx cannot trace DataDependent") as record:
+        fast = build_eval_scores(model, evaluator, **options)
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    plain = build_eval_scores(model, evaluator, fast=False, **options)
+    assert fast.to_dict() == plain.to_dict()
+
+
+def test_a_plain_callable_evaluator_is_evaluated_on_whole_models(monkeypatch):
+    import greedy_compress.suffix as suffix
+
+    def no_trace(*_args, **_kwargs):
+        raise AssertionError("a plain callable evaluator must not trigger tracing")
+
+    monkeypatch.setattr(suffix, "trace_model", no_trace)
+    model = make_model("vgg")
+    data = make_data()
+    calls = []
+
+    def evaluate(m: nn.Module) -> float:
+        calls.append(1)
+        return NegativeLoss(data)(m)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = build_eval_scores(
+            model, evaluate, scheme="weight_svd", candidates=2, input_shape=SHAPE, progress=False
+        )
+    assert len(calls) == 1 + sum(len({e.rank for e in s.entries}) for s in scores.layers.values())
+
+
+def test_fast_false_never_traces(monkeypatch):
+    import greedy_compress.suffix as suffix
+
+    monkeypatch.setattr(suffix, "trace_model", lambda *a, **k: pytest.fail("traced"))
+    build_eval_scores(
+        make_model("vgg"),
+        NegativeLoss(make_data()),
+        scheme="weight_svd",
+        candidates=2,
+        input_shape=SHAPE,
+        progress=False,
+        fast=False,
+    )
+
+
+def test_a_bad_fast_value_is_refused():
+    with pytest.raises(
+        InvalidParameterError, match=r"'fast' parameter of build_eval_scores.*'yes'"
+    ):
+        build_eval_scores(
+            make_model("vgg"), NegativeLoss(make_data()), input_shape=SHAPE, fast="yes"
+        )
+
+
+def test_a_trace_that_changes_the_output_is_refused():
+    class Flaky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1  # the trace freezes the first call's branch
+            return self.lin(x) * (1 if self.calls == 1 else 2)
+
+    with pytest.raises(SuffixUnavailable, match="does not reproduce"):
+        trace_model(Flaky(), torch.ones(1, 4))
+
+
+def test_each_layer_is_factorized_once(monkeypatch):
+    calls = []
+    svd = torch.linalg.svd
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return svd(*args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "svd", counting)
+    for fast in (True, False):
+        calls.clear()
+        scores = build_eval_scores(
+            make_model("resnet"),
+            NegativeLoss(make_data()),
+            scheme="spatial_svd",
+            candidates=5,
+            input_shape=SHAPE,
+            progress=False,
+            fast=fast,
+        )
+        assert len(calls) == len(scores.layers) > 1
+        scored = sum(len({e.rank for e in s.entries}) for s in scores.layers.values())
+        assert scored > 2 * len(calls)  # many candidates, one SVD per layer
+
+
+def test_branchnet_cut_really_contains_the_in_place_relu():
+    model = make_model("branch")
+    split = split_graph(model, trace_model(model, torch.zeros(SHAPE)), ["conv1"])
+    placeholders = [n for n in split.suffix.graph.nodes if n.op == "placeholder"]
+    assert len(placeholders) == 2  # the input x and bn0's output
+    assert any(n.target == "add_" for n in split.suffix.graph.nodes)
+
+
+def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch):
+    """The equality tests above can fail: blind the in-place detection and they do."""
+    import greedy_compress.suffix as suffix
+
+    model = make_model("branch")
+    evaluator = NegativeLoss(make_data())
+    options = dict(scheme="spatial_svd", candidates=[0.2, 0.5, 0.8], ignore=["stem", "conv0"])
+    plain, fast = both_paths(model, evaluator, **options)
+    assert_same_scores(plain, fast)
+    monkeypatch.setattr(suffix, "_versions", lambda values: [() for _ in values])
+    blind = build_eval_scores(model, evaluator, input_shape=SHAPE, progress=False, **options)
+    with pytest.raises(AssertionError):
+        assert_same_scores(plain, blind)
+
+
+def test_a_batch_evaluator_with_its_own_call_is_evaluated_on_whole_models(monkeypatch):
+    import greedy_compress.suffix as suffix
+
+    class Softened(NegativeLoss):
+        def __call__(self, model: nn.Module) -> float:
+            return super().__call__(model) / 2  # scores the fast path could not reproduce
+
+    monkeypatch.setattr(suffix, "trace_model", lambda *a, **k: pytest.fail("traced"))
+    model, evaluator = make_model("vgg"), Softened(make_data())
+    scores = build_eval_scores(
+        model, evaluator, scheme="weight_svd", candidates=2, input_shape=SHAPE, progress=False
+    )
+    assert scores.baseline == pytest.approx(NegativeLoss(make_data())(model) / 2)
