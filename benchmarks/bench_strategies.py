@@ -34,18 +34,27 @@ from torch.utils.data import DataLoader, TensorDataset
 from evaluators import TopKAccuracy
 from greedy_compress import (
     EvalScores,
+    GreedyCompressError,
     TargetUnreachableError,
     apply_selection,
     build_eval_scores,
     combine_scores,
     count_macs,
+    get_scheme,
+    profile_model,
+    recommend_slamp,
+    recommend_vbmf,
     select,
 )
-from greedy_compress.solvers import Selection
+from greedy_compress.layers import ModelProfile
+from greedy_compress.schemes import Scheme
+from greedy_compress.schemes._budget import solve_exact
+from greedy_compress.solvers import Selection, get_solver
 from greedy_compress.strategies import optuna_search
 
 TARGETS = (0.7, 0.5, 0.3)
 SCHEMES = ["spatial_svd", "weight_svd"]  # each gets a dictionary; "mixed" combines them all
+PRUNING_SCHEMES = ["filter_pruning_l2"]  # own dictionaries, not mixed (their layers compound)
 OPTUNA_TRIALS = 20
 
 
@@ -66,7 +75,11 @@ def _uniform(context: Context, scores: EvalScores, target: float) -> Selection |
     return None if scores.scheme == "mixed" else uniform_selection(scores, target)
 
 
-def _optuna(context: Context, scores: EvalScores, target: float) -> Selection:
+def _optuna(context: Context, scores: EvalScores, target: float) -> Selection | None:
+    if hasattr(
+        get_scheme(SCHEMES[0] if scores.scheme == "mixed" else scores.scheme), "selection_cost"
+    ):
+        return None  # pruning dictionaries: not supported by the Optuna search (yet)
     result = optuna_search(
         context.model,
         context.evaluator,
@@ -79,10 +92,88 @@ def _optuna(context: Context, scores: EvalScores, target: float) -> Selection:
     return result.selection
 
 
+def _prepared(context: Context, name: str) -> tuple[Scheme, ModelProfile]:
+    """The scheme prepared on the model (pruning schemes need its graph), once per name."""
+    cache = context.settings.setdefault("prepared", {})
+    if name not in cache:
+        scheme = get_scheme(name)
+        profile = profile_model(context.model, context.example)
+        profile = scheme.prepare(context.model, example_input=context.example, profile=profile)
+        cache[name] = (scheme, profile)
+    return cache[name]
+
+
+def _solve(context: Context, solver: str, scores: EvalScores, target: float) -> Selection:
+    if scores.scheme == "mixed":
+        return select(scores, target=target, solver=solver)
+    # as compress() does: corrects pruning selections for layers that compound
+    scheme, _ = _prepared(context, scores.scheme)
+    return solve_exact(scores, scheme, get_solver(solver), target=target)
+
+
+def _measured_ratio(context: Context, selection: Selection) -> float:
+    small = apply_selection(context.model, selection, example_input=context.example)
+    return count_macs(small, context.example) / count_macs(context.model, context.example)
+
+
+def _largest_meeting(
+    make: Callable[[float], Selection | None],
+    context: Context,
+    target: float,
+    low: float,
+    high: float,
+    steps: int = 10,
+) -> Selection | None:
+    """Bisect a recommendation's knob (more kept as it grows) for the largest measured
+    MAC ratio within ``target``: recommendations take no target themselves."""
+    best = None
+    for _ in range(steps):
+        middle = (low + high) / 2
+        selection = make(middle)
+        if selection is not None and _measured_ratio(context, selection) <= target:
+            best, low = selection, middle
+        else:
+            high = middle
+    return best
+
+
+def _vbmf(context: Context, scores: EvalScores, target: float) -> Selection | None:
+    if scores.scheme not in ("weight_svd", "spatial_svd", "tucker", "cp"):
+        return None
+
+    def make(calibration: float) -> Selection:
+        return recommend_vbmf(
+            context.model,
+            scheme=scores.scheme,
+            calibration=calibration,
+            example_input=context.example,
+        )
+
+    return _largest_meeting(make, context, target, -1.0, 1.0)
+
+
+def _slamp(context: Context, scores: EvalScores, target: float) -> Selection | None:
+    if not scores.scheme.startswith("filter_pruning"):
+        return None
+    scheme, profile = _prepared(context, scores.scheme)
+    layers = [n for n, info in profile.layers.items() if not scheme.unsupported_reason(info, "mac")]
+
+    def make(kept: float) -> Selection | None:
+        try:
+            recommendation = recommend_slamp(context.model, ratio=1.0 - kept, layers=layers)
+            return recommendation.to_selection(scheme=scheme, profile=profile)
+        except GreedyCompressError:
+            return None
+
+    return _largest_meeting(make, context, target, 0.02, 0.98)
+
+
 METHODS: dict[str, Method] = {
     "uniform": _uniform,
-    "greedy": lambda context, scores, target: select(scores, target=target, solver="greedy"),
-    "knapsack": lambda context, scores, target: select(scores, target=target, solver="knapsack"),
+    "vbmf": _vbmf,
+    "slamp": _slamp,
+    "greedy": lambda context, scores, target: _solve(context, "greedy", scores, target),
+    "knapsack": lambda context, scores, target: _solve(context, "knapsack", scores, target),
     "optuna": _optuna,
 }
 
@@ -120,6 +211,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{len(dictionaries[scheme].layers)} layers"
             )
         dictionaries["mixed"] = combine_scores(list(dictionaries.values()))
+        for scheme in PRUNING_SCHEMES:
+            start = time.perf_counter()
+            dictionaries[scheme] = build_eval_scores(
+                model, search, scheme=scheme, example_input=example, progress=False
+            )
+            print(
+                f"{model_name}: {scheme} dictionary {time.perf_counter() - start:.1f}s, "
+                f"{len(dictionaries[scheme].layers)} layers"
+            )
         print(
             f"{model_name}: {macs:,} MACs, accuracy search {search(model):.4f}, "
             f"held-out {held_out(model):.4f}"
@@ -136,17 +236,17 @@ def main(argv: list[str] | None = None) -> None:
                     if selection is None:
                         rows.append((model_name, scheme, target, method_name, None))
                         continue
-                    small = apply_selection(model, selection)
+                    small = apply_selection(model, selection, example_input=example)
                     result = (count_macs(small, example) / macs, search(small), held_out(small))
                     rows.append((model_name, scheme, target, method_name, (*result, seconds)))
 
     print()
     print(
-        f"{'model':12s} {'scheme':12s} {'target':>6s} {'method':9s} {'MACs':>6s} "
+        f"{'model':12s} {'scheme':18s} {'target':>6s} {'method':9s} {'MACs':>6s} "
         f"{'search':>7s} {'held-out':>8s} {'time':>7s}"
     )
     for model_name, scheme, target, method_name, result in rows:
-        head = f"{model_name:12s} {scheme:12s} {target:6.2f} {method_name:9s}"
+        head = f"{model_name:12s} {scheme:18s} {target:6.2f} {method_name:9s}"
         if result is None:
             print(f"{head} {'-':>6s} {'-':>7s} {'-':>8s} {'-':>7s}")
             continue

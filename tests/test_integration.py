@@ -49,3 +49,34 @@ def test_optuna_search_refuses_pruning_dictionaries_before_evaluating(tiny_net, 
     with pytest.raises(InvalidParameterError, match=r"'scores'.*pruning.*filter_pruning_l2"):
         optuna_search(tiny_net, distance_evaluator, scores, target=0.6, n_trials=2, progress=False)
     assert distance_evaluator.calls == calls
+
+
+@pytest.mark.parametrize("scheme", ["filter_pruning_l2", "channel_pruning"])
+def test_fast_path_equals_plain_path_for_pruning_schemes(tiny_net, scheme):
+    from evaluators import NegativeLoss
+    from greedy_compress.schemes import ChannelPruning
+
+    generator = torch.Generator().manual_seed(5)
+    inputs = torch.randn(32, 1, 8, 8, generator=generator)
+    loader = [(inputs[:16], torch.arange(16) % 10), (inputs[16:], torch.arange(16) % 10)]
+    evaluator = NegativeLoss(loader)
+
+    def make_scheme():
+        if scheme == "channel_pruning":
+            return ChannelPruning(data=loader, num_reconstruction_samples=8)
+        return scheme
+
+    calls = []
+    # The first conv is never replaced when a later layer is: counting its calls shows
+    # whether the shared front of the network really ran once per batch (fast path).
+    tiny_net.conv1.register_forward_hook(lambda *_: calls.append(1))
+    options = dict(candidates=3, input_shape=SHAPE, progress=False)
+    fast = build_eval_scores(tiny_net, evaluator, scheme=make_scheme(), fast=True, **options)
+    fast_calls, calls[:] = len(calls), []
+    plain = build_eval_scores(tiny_net, evaluator, scheme=make_scheme(), fast=False, **options)
+    assert fast_calls < len(calls)
+    assert fast.planned == plain.planned and fast.planned
+    for name in plain.planned:
+        for a, b in zip(fast.layers[name].entries, plain.layers[name].entries, strict=True):
+            assert a.rank == b.rank
+            assert a.score == pytest.approx(b.score, abs=1e-6)
