@@ -23,7 +23,7 @@ from greedy_compress.apply import FinetuneCallback
 from greedy_compress.cost import Cost, CostMetric
 from greedy_compress.layers import make_example_input
 from greedy_compress.report import CompressionReport
-from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.schemes import Scheme, get_scheme, scheme_with_data
 from greedy_compress.search import Evaluator
 from greedy_compress.solvers import Solver, get_solver
 
@@ -100,7 +100,7 @@ class PipelineReport:
         return self.to_table()
 
 
-def _check_stages(stages: Any) -> list[tuple[Scheme, float]]:
+def _check_stages(stages: Any, data: Any) -> list[tuple[Scheme, float]]:
     allowed = "a non-empty sequence of (scheme, target) pairs with target in (0, 1)"
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or not stages:
         raise bad_parameter("stages", _OWNER, allowed, stages)
@@ -109,7 +109,11 @@ def _check_stages(stages: Any) -> list[tuple[Scheme, float]]:
         if not isinstance(stage, (tuple, list)) or len(stage) != 2:
             raise bad_parameter("stages", _OWNER, allowed, stage)
         scheme, target = stage
-        checked.append((get_scheme(scheme, _OWNER), check_open_unit(target, "target", _OWNER)))
+        scheme = get_scheme(scheme, _OWNER) if data is None else scheme_with_data(scheme, data)
+        check_ready = getattr(scheme, "check_ready", None)
+        if check_ready is not None:  # e.g. channel pruning without data: fail before stage 1
+            check_ready()
+        checked.append((scheme, check_open_unit(target, "target", _OWNER)))
     return checked
 
 
@@ -128,11 +132,13 @@ def compress_pipeline(
     finetune: FinetuneCallback | None = None,
     progress: bool = True,
     solver: str | Solver = "greedy",
+    data: Iterable[Any] | None = None,
 ) -> tuple[nn.Module, PipelineReport]:
     """Compress in stages, each with its own scheme and target, each scored on the last's output.
 
-    AIMET's recommendation is spatial SVD to 0.8 then channel pruning to 0.8 (the default,
-    which needs the ``channel_pruning`` scheme); any registered scheme name or instance works.
+    AIMET's recommendation is spatial SVD to 0.8 then channel pruning to 0.8 (the default;
+    channel pruning samples ``data`` for its reconstruction); any registered scheme name or
+    instance works.
     ``model`` is not modified. Other arguments are those of :func:`greedy_compress.compress`,
     applied to every stage.
 
@@ -140,6 +146,8 @@ def compress_pipeline(
         stages: ``(scheme, target)`` pairs; each target is relative to that stage's input.
         scores_dir: folder for one dictionary file per stage (``stage1-spatial_svd.json``...),
             reused and resumed like ``scores_path``.
+        data: batches of inputs (e.g. the training DataLoader) given to stages named by a
+            scheme that samples data (``channel_pruning``, ``filter_pruning_nuclear``).
 
     Returns:
         The final model and a :class:`PipelineReport` holding every stage's report.
@@ -147,11 +155,12 @@ def compress_pipeline(
     Example:
         >>> small, report = compress_pipeline(
         ...     model, evaluator, input_shape=(1, 3, 32, 32),
-        ...     stages=[("spatial_svd", 0.8), ("channel_pruning", 0.8)])  # doctest: +SKIP
+        ...     stages=[("spatial_svd", 0.8), ("channel_pruning", 0.8)],
+        ...     data=train_loader)                                         # doctest: +SKIP
         >>> print(report)                                                  # doctest: +SKIP
     """
     # Check everything cheap before the first (expensive) dictionary.
-    checked = _check_stages(stages)
+    checked = _check_stages(stages, data)
     solver = get_solver(solver, _OWNER)
     example = make_example_input(example_input, input_shape, _OWNER)
     ignore = tuple(ignore)

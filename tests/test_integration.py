@@ -80,3 +80,30 @@ def test_fast_path_equals_plain_path_for_pruning_schemes(tiny_net, scheme):
         for a, b in zip(fast.layers[name].entries, plain.layers[name].entries, strict=True):
             assert a.rank == b.rank
             assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_aimet_pipeline_prunes_channels_with_the_given_data(tiny_net, distance_evaluator):
+    from greedy_compress import AIMET_PIPELINE, compress_pipeline
+
+    inputs = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    data = [(inputs, torch.zeros(16))]
+    small, report = compress_pipeline(
+        tiny_net,
+        distance_evaluator,
+        stages=AIMET_PIPELINE,
+        data=data,
+        candidates=4,
+        input_shape=SHAPE,
+        progress=False,
+    )
+    assert [stage.scheme for stage in report.stages] == ["spatial_svd", "channel_pruning"]
+    x = torch.zeros(SHAPE)
+    assert count_macs(small, x) / count_macs(tiny_net, x) <= 0.8 * 0.8 + 1e-9
+
+
+def test_aimet_pipeline_without_data_fails_before_any_evaluation(tiny_net, distance_evaluator):
+    from greedy_compress import compress_pipeline
+
+    with pytest.raises(InvalidParameterError, match="'data' parameter of ChannelPruning"):
+        compress_pipeline(tiny_net, distance_evaluator, input_shape=SHAPE, progress=False)
+    assert distance_evaluator.calls == 0
