@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         context = Context(model, example, search, {"trials": args.trials})
         macs = count_macs(model, example)
         dictionaries = {}
-        for scheme in SCHEMES:
+        for scheme in [*SCHEMES, *PRUNING_SCHEMES]:
             start = time.perf_counter()
             dictionaries[scheme] = build_eval_scores(
                 model, search, scheme=scheme, example_input=example, progress=False
@@ -210,16 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{model_name}: {scheme} dictionary {time.perf_counter() - start:.1f}s, "
                 f"{len(dictionaries[scheme].layers)} layers"
             )
-        dictionaries["mixed"] = combine_scores(list(dictionaries.values()))
-        for scheme in PRUNING_SCHEMES:
-            start = time.perf_counter()
-            dictionaries[scheme] = build_eval_scores(
-                model, search, scheme=scheme, example_input=example, progress=False
-            )
-            print(
-                f"{model_name}: {scheme} dictionary {time.perf_counter() - start:.1f}s, "
-                f"{len(dictionaries[scheme].layers)} layers"
-            )
+        dictionaries["mixed"] = combine_scores([dictionaries[s] for s in SCHEMES])
         print(
             f"{model_name}: {macs:,} MACs, accuracy search {search(model):.4f}, "
             f"held-out {held_out(model):.4f}"

@@ -34,15 +34,10 @@ from greedy_compress.cost import Cost
 from greedy_compress.exceptions import DecompositionError
 from greedy_compress.layers import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.schemes._separable import split_conv_pair
 from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend
 
 __all__ = ["CP", "CPFit", "cp_decompose"]
-
-
-def _split_padding(padding: tuple[int, ...] | str) -> tuple[tuple[int, int] | str, ...]:
-    if isinstance(padding, str):  # "same" / "valid" apply per dimension unchanged
-        return padding, padding
-    return (padding[0], 0), (0, padding[1])
 
 
 def _exact_rank(shape: tuple[int, ...]) -> int:
@@ -133,34 +128,11 @@ class _CPFactorization(Factorization):
         module = self.module
         out_f, in_f, v_f, h_f = self.fit(rank)
         rank = out_f.shape[1]  # max_rank and above use the exact decomposition's own size
-        out_ch, in_ch, kh, kw = module.weight.shape
+        out_ch, in_ch = module.weight.shape[:2]
         factory = {"device": module.weight.device, "dtype": module.weight.dtype}
-        pad_v, pad_h = _split_padding(module.padding)
         first = nn.Conv2d(in_ch, rank, 1, bias=False, **factory)
-        vertical = nn.Conv2d(
-            rank,
-            rank,
-            (kh, 1),
-            stride=(module.stride[0], 1),
-            padding=pad_v,
-            dilation=(module.dilation[0], 1),
-            groups=rank,
-            bias=False,
-            padding_mode=module.padding_mode,
-            **factory,
-        )
-        horizontal = nn.Conv2d(
-            rank,
-            rank,
-            (1, kw),
-            stride=(1, module.stride[1]),
-            padding=pad_h,
-            dilation=(1, module.dilation[1]),
-            groups=rank,
-            bias=False,
-            padding_mode=module.padding_mode,
-            **factory,
-        )
+        # depthwise pair carrying the original geometry, split by dimension
+        vertical, horizontal = split_conv_pair(module, channels=(rank, rank, rank), groups=rank)
         last = nn.Conv2d(rank, out_ch, 1, bias=module.bias is not None, **factory)
 
         def load(conv: nn.Conv2d, array: np.ndarray) -> None:

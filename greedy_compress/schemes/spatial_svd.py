@@ -13,15 +13,10 @@ from torch import nn
 from greedy_compress.cost import Cost
 from greedy_compress.layers import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.schemes._separable import split_conv_pair
 from greedy_compress.schemes._svd import SplitSVD
 
 __all__ = ["SpatialSVD", "spatial_svd"]
-
-
-def _split_padding(padding: tuple[int, ...] | str) -> tuple[tuple[int, int] | str, ...]:
-    if isinstance(padding, str):  # "same" / "valid" apply per dimension unchanged
-        return padding, padding
-    return (padding[0], 0), (0, padding[1])
 
 
 class _SpatialSVDFactorization(Factorization):
@@ -34,29 +29,8 @@ class _SpatialSVDFactorization(Factorization):
     def build(self, rank: int) -> nn.Sequential:
         module = self.module
         out_ch, in_ch, kh, kw = module.weight.shape
-        factory = {"device": module.weight.device, "dtype": module.weight.dtype}
-        pad_v, pad_h = _split_padding(module.padding)
-        vertical = nn.Conv2d(
-            in_ch,
-            rank,
-            (kh, 1),
-            stride=(module.stride[0], 1),
-            padding=pad_v,
-            dilation=(module.dilation[0], 1),
-            bias=False,
-            padding_mode=module.padding_mode,
-            **factory,
-        )
-        horizontal = nn.Conv2d(
-            rank,
-            out_ch,
-            (1, kw),
-            stride=(1, module.stride[1]),
-            padding=pad_h,
-            dilation=(1, module.dilation[1]),
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-            **factory,
+        vertical, horizontal = split_conv_pair(
+            module, channels=(in_ch, rank, out_ch), bias=module.bias is not None
         )
         left, right = self.svd.factors(rank)  # (in*kh, r), (r, out*kw)
         vertical.weight.data.copy_(left.reshape(in_ch, kh, rank).permute(2, 0, 1).unsqueeze(-1))
