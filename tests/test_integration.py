@@ -107,3 +107,11 @@ def test_aimet_pipeline_without_data_fails_before_any_evaluation(tiny_net, dista
     with pytest.raises(InvalidParameterError, match="'data' parameter of ChannelPruning"):
         compress_pipeline(tiny_net, distance_evaluator, input_shape=SHAPE, progress=False)
     assert distance_evaluator.calls == 0
+
+
+def test_pruning_scheme_used_before_prepare_says_what_to_do():
+    from greedy_compress import GreedyCompressError, get_scheme
+
+    scheme = get_scheme("filter_pruning_l2")
+    with pytest.raises(GreedyCompressError, match=r"call prepare\(model, example_input=\.\.\.\)"):
+        scheme.selection_cost({"conv1": 2})

@@ -172,8 +172,9 @@ class GroupPruning(Scheme):
         return self._group(layer.name).size
 
     def cost(self, layer: LayerInfo, rank: int) -> Cost:
-        assert self._model is not None and self._graph is not None
-        return group_cost(self._model, self._graph, self._group(layer.name), rank)
+        group = self._group(layer.name)  # a clear error if prepare() has not run
+        assert self._model is not None and self._graph is not None  # set by prepare()
+        return group_cost(self._model, self._graph, group, rank)
 
     def factorize(self, module: nn.Module) -> Factorization:
         raise GreedyCompressError(
@@ -229,7 +230,8 @@ class GroupPruning(Scheme):
             >>> ranks = {n: c.rank for n, c in selection.choices.items()}  # doctest: +SKIP
             >>> scheme.selection_cost(ranks).macs                           # doctest: +SKIP
         """
-        assert self._model is not None and self._graph is not None
+        self._group_check()  # a clear error if prepare() has not run
+        assert self._model is not None and self._graph is not None  # set by prepare()
         kept = {self._group(name).id: int(rank) for name, rank in ranks.items()}
         if self._model_cost is None:
             self._model_cost = measure_cost(self._model, self._example)
