@@ -81,9 +81,11 @@ def test_random_dictionaries_never_exceed_and_usually_hit_the_budget(seed):
             continue
         selection = CheapestSolver().solve(scores, target=target)
         assert selection.predicted_ratio <= target + 1e-12
+        note = selection.details.get("budget_note", "")
         if selection.details["within_tolerance"]:
             assert selection.predicted_ratio >= 0.99 * target
-        else:  # then not even a brute force over all combinations gets within 1%
+        elif "would lower the predicted score" not in note:
+            # then not even a brute force over all combinations gets within 1%
             assert _closest_under(options, target * total) < 0.99 * target * total
 
 
@@ -101,3 +103,13 @@ def test_predicted_score_adds_up_single_layer_losses():
 
     selection = GreedySolver().solve(TWO_LAYERS, target=0.5)  # a at 0.98, b at 0.95
     assert predicted_score(TWO_LAYERS, selection) == pytest.approx(1.0 - 0.02 - 0.05)
+
+
+def test_landing_closer_is_not_bought_with_a_collapsed_prediction():
+    # Within 1% of the budget only by crushing the tiny layer t (score 0.1): the smaller
+    # selection with the full prediction is kept, and the note says why.
+    scores = make_scores({"a": (1000, [(500, 1.0), (900, 1.0)]), "t": (10, [(5, 0.1)])})
+    selection = GreedySolver().solve(scores, target=909 / 1010)
+    assert "t" not in selection.choices
+    assert selection.details["within_tolerance"] is False
+    assert "would lower the predicted score by 0.9" in selection.details["budget_note"]

@@ -12,6 +12,12 @@ A solver picks options per layer within the budget; this makes the total land wi
    enough that rounding cannot cost the tolerance) finds the combination within tolerance
    that changes the fewest layers of the choice, best predicted score on ties.
 
+Steps 2 and 3 may lower the predicted score (a layer compressed further to make room); they
+are kept only when that costs at most ``max_score_loss`` (default 1% of the baseline score,
+about the noise of a small eval set). A smaller model with the same predicted score is better
+than one nearer the target with a collapsed prediction, so otherwise the fill's result stays
+and the note says what landing closer would have cost.
+
 It never exceeds the budget. When nothing lands within tolerance, the result says so, with
 the gap and the smallest cost step any layer's candidates offer.
 """
@@ -116,6 +122,7 @@ def meet_budget(
     fixed_cost: int,
     budget: float,
     tolerance: float = DEFAULT_TOLERANCE,
+    max_score_loss: float | None = None,
 ) -> tuple[dict[str, LayerOption], dict[str, Any]]:
     """Bring a within-budget choice to within ``tolerance`` (a fraction) below ``budget``.
 
@@ -125,6 +132,8 @@ def meet_budget(
         fixed_cost: cost of everything the options do not cover.
         budget: the most the model may cost.
         tolerance: the total should reach at least ``(1 - tolerance) * budget``.
+        max_score_loss: most predicted score (summed over layers) that steps 2-3 may give up
+            to land within tolerance; None: 1% of the baseline (the "leave alone" score).
 
     Returns:
         The new choice per layer, and details: ``fill_steps``, ``pair_steps``,
@@ -141,6 +150,7 @@ def meet_budget(
         (True, 13)
     """
     current, fill_steps = fill_budget(options, chosen, fixed_cost=fixed_cost, budget=budget)
+    filled = dict(current)
     slack = tolerance * budget
     pair_steps, searched = 0, False
 
@@ -163,6 +173,13 @@ def meet_budget(
         searched = True
         if closest is not None:
             current = closest
+    if max_score_loss is None:
+        baseline = next((o.score for opts in options.values() for o in opts if o.rank is None), 0)
+        max_score_loss = 0.01 * abs(baseline)
+    loss = sum(map(finite_score, filled.values())) - sum(map(finite_score, current.values()))
+    kept_filled = loss > max_score_loss + 1e-12
+    if kept_filled:
+        current = filled
     gap = spare() / budget
     info: dict[str, Any] = {
         "fill_steps": fill_steps,
@@ -171,7 +188,13 @@ def meet_budget(
         "budget_gap": gap,
         "within_tolerance": gap <= tolerance,
     }
-    if gap > tolerance:
+    if kept_filled:
+        info["budget_note"] = (
+            f"the selection uses {1 - gap:.2%} of the budget: landing within {tolerance:.0%} "
+            f"of it would lower the predicted score by {loss:.4g} (allowed {max_score_loss:.4g}), "
+            "so the smaller selection with the better prediction is kept"
+        )
+    elif gap > tolerance:
         steps = [
             b.cost - a.cost
             for opts in options.values()
