@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from greedy_compress.models import TinyResNet
+from greedy_compress.models import TinyMobileNetV2, TinyResNet, TinyVGG
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
@@ -17,70 +17,6 @@ def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: in
         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(c_out),
     ]
-
-
-class VGGStyle(nn.Module):
-    """conv-BN-ReLU(inplace) stacks with max pooling, then a two-layer classifier."""
-
-    def __init__(self, width: int = 8, num_classes: int = 10) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            *_conv_bn(1, width),
-            nn.ReLU(inplace=True),
-            *_conv_bn(width, width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            *_conv_bn(width, 2 * width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(2 * width * 2 * 2, 32),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Linear(32, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 project; residual when shapes match."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int = 2) -> None:
-        super().__init__()
-        hidden = c_in * expand
-        self.use_residual = stride == 1 and c_in == c_out
-        self.block = nn.Sequential(
-            *_conv_bn(c_in, hidden, 1),
-            nn.ReLU6(inplace=True),
-            *_conv_bn(hidden, hidden, 3, stride, groups=hidden),
-            nn.ReLU6(inplace=True),
-            *_conv_bn(hidden, c_out, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x) if self.use_residual else self.block(x)
-
-
-class MobileNetStyle(nn.Module):
-    """A stem conv, inverted residual blocks, global pooling and a linear head."""
-
-    def __init__(self, width: int = 8, num_classes: int = 10) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(1, width, 3, 1), nn.ReLU6(inplace=True))
-        self.blocks = nn.Sequential(
-            InvertedResidual(width, width, 1),
-            InvertedResidual(width, 2 * width, 2),
-            InvertedResidual(2 * width, 2 * width, 1),
-        )
-        self.head = nn.Linear(2 * width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
-        return self.head(x.mean((2, 3)))
 
 
 class TorchvisionBlock(nn.Module):
@@ -167,8 +103,12 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 MODELS = {
     "resnet": lambda: TinyResNet(in_channels=1, width=4, blocks=1),
-    "vgg": VGGStyle,
-    "mobilenet": MobileNetStyle,
+    # flatten into a two-layer head, in-place ReLUs, dropout
+    "vgg": lambda: TinyVGG(in_channels=1, widths=(8, 16), image_size=8, hidden=32),
+    # depthwise convs, inverted residual adds, ReLU6(inplace)
+    "mobilenet": lambda: TinyMobileNetV2(
+        in_channels=1, width=8, blocks=((8, 1), (16, 2), (16, 1)), expand=2, last=16
+    ),
     "torchvision": TorchvisionStyle,
     "branch": BranchNet,
 }

@@ -163,14 +163,16 @@ def test_a_module_fx_traced_into_is_retraced_as_a_leaf():
     from greedy_compress.suffix import SuffixScorer
 
     scorer = SuffixScorer(model, evaluator, torch.zeros(SHAPE))
-    # replace a whole custom block (fx traces into it by default)
-    scores = scorer.score({1: {"blocks.0": model.blocks[0]}, 2: {"blocks.0": nn.Identity()}})
+    # replace a whole custom block (fx traces into it by default); features.3 is the first
+    # inverted residual block, whose input and output shapes match
+    block = "features.3"
+    scores = scorer.score({1: {block: model.get_submodule(block)}, 2: {block: nn.Identity()}})
     baseline = evaluator(model)
-    with swapped(model, {"blocks.0": nn.Identity()}):
+    with swapped(model, {block: nn.Identity()}):
         without_block = evaluator(model)
     assert scores[1] == pytest.approx(baseline, abs=1e-6)
     assert scores[2] == pytest.approx(without_block, abs=1e-6) and without_block != baseline
-    assert frozenset({"blocks.0"}) in scorer._graphs  # traced again with the block whole
+    assert frozenset({block}) in scorer._graphs  # traced again with the block whole
 
 
 def test_a_model_fx_cannot_trace_falls_back_with_one_warning():
