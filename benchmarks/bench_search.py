@@ -1,13 +1,18 @@
 """Dictionary build: whole-model evaluation (plain) vs suffix-only evaluation (fast).
 
-For the demo CNN and the ResNet-style model, at two eval-set sizes: the median build time of
-each path (builds interleaved in one process: plain, fast, plain, fast, ...), their ratio,
-evaluations per second, the peak memory the build adds (each path built once in a fresh
-process, peak RSS over the RSS before the build), and the largest score difference
-between the two dictionaries. Then the fast build sharded over 1 and 2 processes under
-torchrun (gloo), and, with ``--profile``, where the fast build's time goes.
+For the demo CNN and the ResNet-style model, at three eval-set sizes, three builds:
+``plain`` (whole-model evaluation, one candidate at a time, torch's own threads: what
+AIMET does), ``suffix`` (suffix-only, ``workers=1``) and ``fast`` (suffix-only with the
+default workers: candidates side by side in threads). For each: the median build time
+(builds interleaved in one process: plain, suffix, fast, plain, ...), the median over
+repeats of the plain build's time over this build's, evaluations per second, the peak
+memory the build adds (each built once in a fresh process, peak RSS over the RSS before the
+build), and the largest score difference from plain. Then the fast build sharded over 1
+and 2 processes under torchrun (gloo), and, with ``--profile``, where the fast build's time
+goes.
 
-Run: python benchmarks/bench_search.py [--repeats 3] [--profile]
+Run: python benchmarks/bench_search.py [--repeats 3] [--models M ...] [--sizes N ...]
+[--no-shard] [--profile]
 """
 
 from __future__ import annotations
@@ -27,21 +32,43 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import BENCHMARK_MODELS  # first: sets OMP_WAIT_POLICY
 
+# isort: split
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
 from evaluators import TopKAccuracy
 from greedy_compress import build_eval_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEME = "spatial_svd"
-SIZES = {"128": dict(batch_size=128, max_batches=1), "359": dict(batch_size=128)}  # samples
+# Eval-set sizes (samples): one batch of the validation half, all of it, and, to show how
+# the per-pass costs (tracing, graphs, SVDs, baseline) amortize on a realistic size, every
+# digits image, training ones included (only the timing and the equality matter here).
+SIZES = {
+    "128": dict(batch_size=128, max_batches=1),
+    "359": dict(batch_size=128),
+    "1797": dict(batch_size=128, every_image=True),
+}
 
 
-def make_build(model_name: str, size: str, fast: bool):
-    """A zero-argument build of the dictionary, and the number of evaluations it makes."""
+# name -> build_eval_scores options
+VARIANTS = {
+    "plain": dict(fast=False),
+    "suffix": dict(fast=True, workers=1),
+    "fast": dict(fast=True),
+}
+
+
+def make_build(model_name: str, size: str, variant: str):
+    """A zero-argument build of the dictionary with one of the ``VARIANTS``."""
     model, data = BENCHMARK_MODELS[model_name]()
     options = SIZES[size]
-    evaluator = TopKAccuracy(
-        data.val_loader(batch_size=options["batch_size"]), max_batches=options.get("max_batches")
-    )
+    loader = data.val_loader(batch_size=options["batch_size"])
+    if options.get("every_image"):
+        images = torch.cat([data.train_images, data.val_images])
+        labels = torch.cat([data.train_labels, data.val_labels])
+        loader = DataLoader(TensorDataset(images, labels), batch_size=options["batch_size"])
+    evaluator = TopKAccuracy(loader, max_batches=options.get("max_batches"))
     return functools.partial(
         build_eval_scores,
         model,
@@ -49,7 +76,7 @@ def make_build(model_name: str, size: str, fast: bool):
         scheme=SCHEME,
         example_input=data.val_images[:1],
         progress=False,
-        fast=fast,
+        **VARIANTS[variant],
     )
 
 
@@ -76,7 +103,7 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_worker(model_name: str, size: str, fast: bool) -> None:
+def memory_worker(model_name: str, size: str, variant: str) -> None:
     """Build once in this fresh process; print the peak RSS the build added, in MiB.
 
     RSS is sampled every millisecond from a thread (``ru_maxrss`` would also count the
@@ -84,7 +111,7 @@ def memory_worker(model_name: str, size: str, fast: bool) -> None:
     """
     import threading
 
-    build = make_build(model_name, size, fast)
+    build = make_build(model_name, size, variant)
     before = peak = _rss_bytes()
     done = threading.Event()
 
@@ -102,8 +129,8 @@ def memory_worker(model_name: str, size: str, fast: bool) -> None:
     print(json.dumps({"peak_mib": (max(peak, _rss_bytes()) - before) / 2**20}))
 
 
-def peak_memory(model_name: str, size: str, fast: bool) -> float:
-    command = [sys.executable, __file__, "--memory-worker", model_name, size, str(int(fast))]
+def peak_memory(model_name: str, size: str, variant: str) -> float:
+    command = [sys.executable, __file__, "--memory-worker", model_name, size, variant]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
@@ -114,7 +141,7 @@ def shard_worker(out: str) -> None:
     from torch import distributed as dist
 
     dist.init_process_group("gloo")
-    build = make_build("tiny_resnet", "359", fast=True)
+    build = make_build("tiny_resnet", "359", "fast")
     dist.barrier()
     seconds, scores = timed(build)
     if dist.get_rank() == 0:
@@ -144,51 +171,47 @@ def sharded(processes: int) -> tuple[float, int]:
 
 
 def profile_fast() -> None:
-    """Where the fast ResNet build spends its time: front vs rest of the network per layer,
-    Python functions (cProfile) and torch ops (torch.profiler)."""
+    """Where the fast ResNet build spends its time: advancing the unchanged network (once
+    per batch and pass), the candidates' suffixes (in the worker threads) and the rest;
+    then Python functions (cProfile) and torch ops (torch.profiler)."""
     import cProfile
     import pstats
 
-    import torch
-
     import greedy_compress.suffix as suffix
 
-    spent: dict[str, list[float]] = {}
-    split_graph = suffix.split_graph
+    spent = {"advance": 0.0, "candidates": 0.0}
 
-    def timing_split(model, graph, names):
-        split = split_graph(model, graph, names)
-        record = spent.setdefault(",".join(names), [0.0, 0.0])
-        for index, part in enumerate((split.prefix, split.suffix)):
-            forward = part.forward
+    def timing(function, key):
+        def timed_call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
 
-            def timed_forward(*args, _forward=forward, _index=index):
-                start = time.perf_counter()
-                result = _forward(*args)
-                record[_index] += time.perf_counter() - start
-                return result
+        return timed_call
 
-            part.forward = timed_forward
-        return split
+    split_stages, run = suffix.split_stages, suffix._Workers.run
 
-    build = make_build("tiny_resnet", "359", fast=True)
+    def timing_split(*args, **kwargs):
+        stages = split_stages(*args, **kwargs)
+        for stage in stages:
+            stage.advance.forward = timing(stage.advance.forward, "advance")
+        return stages
+
+    build = make_build("tiny_resnet", "359", "fast")
     build()  # warm up
-    suffix.split_graph = timing_split
+    suffix.split_stages, suffix._Workers.run = timing_split, timing(run, "candidates")
     try:
         total, _ = timed(build)
     finally:
-        suffix.split_graph = split_graph
-    front = sum(r[0] for r in spent.values())
-    rest = sum(r[1] for r in spent.values())
-    print("\nfast build (tiny_resnet, 359 samples): time per layer in the front (once per batch)")
-    print("and in the rest of the network (once per batch and candidate):")
-    for name, (a, b) in spent.items():
-        print(f"  {name:28s} front {a:6.3f}s  rest {b:6.3f}s")
-    print(
-        f"  total {total:.2f}s: front {front:.2f}s ({front / total:.0%}), rest {rest:.2f}s "
-        f"({rest / total:.0%}), other {total - front - rest:.2f}s "
-        f"({(total - front - rest) / total:.0%}: baseline, SVDs, tracing, metrics)"
-    )
+        suffix.split_stages, suffix._Workers.run = split_stages, run
+    other = total - sum(spent.values())
+    print("\nfast build (tiny_resnet, 359 samples), wall time on the calling thread:")
+    print(f"  total {total:.2f}s")
+    for key, label in (("advance", "advancing the unchanged network"), ("candidates", "suffixes")):
+        print(f"  {label} {spent[key]:.2f}s ({spent[key] / total:.0%})")
+    print(f"  other {other:.2f}s ({other / total:.0%}: baseline, tracing, graphs, SVDs, metrics)")
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -206,44 +229,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--models", nargs="+", default=list(BENCHMARK_MODELS))
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES))
     parser.add_argument("--no-shard", action="store_true", help="skip the 1 vs 2 processes part")
     parser.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--shard-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import torch  # after common, which sets OMP_WAIT_POLICY before torch starts
-
     if args.memory_worker:
-        model_name, size, fast = args.memory_worker
-        memory_worker(model_name, size, fast == "1")
+        memory_worker(*args.memory_worker)
         return
     if args.shard_worker:
         shard_worker(args.shard_worker)
         return
 
     print(f"scheme {SCHEME}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
-    header = (
-        f"{'model':12s} {'samples':>7s} {'evals':>5s} {'plain s':>8s} {'fast s':>7s} "
-        f"{'speedup':>7s} {'plain ev/s':>10s} {'fast ev/s':>9s} {'plain MiB':>9s} "
-        f"{'fast MiB':>8s} {'max |diff|':>10s}"
+    print(
+        "speed-up = median over repeats of plain time / time; MiB = peak memory the build "
+        "adds; diff = max |score - plain|"
     )
-    print(header)
-    for model_name in BENCHMARK_MODELS:
-        for size in SIZES:
-            builds = {fast: make_build(model_name, size, fast) for fast in (False, True)}
-            times: dict[bool, list[float]] = {False: [], True: []}
+    print(
+        f"{'model':12s} {'samples':>7s} {'evals':>5s} {'build':>6s} {'seconds':>7s} "
+        f"{'speedup':>7s} {'evals/s':>7s} {'MiB':>6s} {'diff':>7s}"
+    )
+    for model_name in args.models:
+        for size in args.sizes:
+            builds = {variant: make_build(model_name, size, variant) for variant in VARIANTS}
+            times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
             results = {}
             for _ in range(args.repeats):
-                for fast in (False, True):
-                    seconds, results[fast] = timed(builds[fast])
-                    times[fast].append(seconds)
-            plain, fast = (statistics.median(times[f]) for f in (False, True))
-            count = evaluations(results[True])
-            memory = [peak_memory(model_name, size, f) for f in (False, True)]
-            print(
-                f"{model_name:12s} {size:>7s} {count:5d} {plain:8.2f} {fast:7.2f} "
-                f"{plain / fast:6.2f}x {count / plain:10.1f} {count / fast:9.1f} "
-                f"{memory[0]:9.1f} {memory[1]:8.1f} {max_difference(*results.values()):10.2g}"
-            )
+                for variant, build in builds.items():
+                    seconds, results[variant] = timed(build)
+                    times[variant].append(seconds)
+            medians = {variant: statistics.median(times[variant]) for variant in VARIANTS}
+            count = evaluations(results["plain"])
+            for variant in VARIANTS:
+                # builds of one repeat ran back to back: their ratio is steadier than the
+                # ratio of the medians when the machine's load drifts
+                ratios = [p / v for p, v in zip(times["plain"], times[variant], strict=True)]
+                memory = peak_memory(model_name, size, variant)
+                difference = max_difference(results["plain"], results[variant])
+                print(
+                    f"{model_name:12s} {size:>7s} {count:5d} {variant:>6s} "
+                    f"{medians[variant]:7.2f} {statistics.median(ratios):6.2f}x "
+                    f"{count / medians[variant]:7.1f} {memory:6.1f} {difference:7.2g}"
+                )
 
     if not args.no_shard:
         print("\nfast build of tiny_resnet (359 samples) sharded with torchrun (gloo):")

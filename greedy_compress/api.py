@@ -138,7 +138,7 @@ def compress(
         input_shape: shape of a zero input, batch dimension included.
         ignore: names of modules (and their children) never to compress.
         multiplicity: ranks are rounded down to a multiple of this (e.g. 8).
-        scores_path: JSON file for the dictionary: reused, resumed, written per layer.
+        scores_path: JSON file for the dictionary: reused, resumed, written as layers finish.
         finetune: ``finetune(model, layer_name)`` called after each layer is compressed.
         progress: show progress bars.
         solver: ``"greedy"`` or ``"knapsack"`` (see ``available_solvers()``).

@@ -3,7 +3,7 @@
 Under ``torchrun`` (any backend; gloo on CPU), every rank plans the same work, a list of
 (layer, rank) evaluations still missing, and takes every ``world_size``-th item. Each rank
 writes what it finishes to its own *part file* (atomic JSON beside the dictionary, in
-``<scores_path>.parts/``) after every layer, so a rank that dies loses at most the layer it
+``<scores_path>.parts/``) after every pass, so a rank that dies loses at most the pass it
 was scoring. At the end the ranks exchange their results (as JSON, over the process group,
 so no shared file system is needed) and every rank returns the same complete dictionary;
 rank 0 writes it. A rerun, with any number of ranks, reads the parts and does only what

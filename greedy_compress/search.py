@@ -8,14 +8,16 @@ runs once per batch, only the rest per candidate. Any other evaluator, or a mode
 trace, gets whole-model evaluation: the compressed layer is swapped into the model in
 place, evaluated, and the original put back, so the model is never copied. Under
 torch.distributed the work is split across ranks (:mod:`greedy_compress.distributed`).
-The dictionary (or, sharded, each rank's part) is written atomically after every layer, so
-an interrupted build resumes there.
+Suffix-only layers are scored several at a time, in passes planned to last about
+``_PASS_SECONDS``; whole-model layers one at a time. The dictionary (or, sharded, each
+rank's part) is written atomically after every pass, so an interrupted build resumes there.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -43,7 +45,7 @@ from greedy_compress.fingerprint import make_fingerprint
 from greedy_compress.layers import ModelProfile, make_example_input, profile_model
 from greedy_compress.schemes import Candidate, Factorization, Scheme, get_scheme
 from greedy_compress.scores import EvalScores, LayerScores, ScoreEntry
-from greedy_compress.suffix import SuffixScorer, SuffixUnavailable
+from greedy_compress.suffix import SuffixScorer, SuffixUnavailable, default_workers
 from greedy_compress.swap import swapped
 
 __all__ = ["Evaluator", "build_eval_scores", "run_evaluator"]
@@ -51,6 +53,10 @@ __all__ = ["Evaluator", "build_eval_scores", "run_evaluator"]
 Evaluator = Callable[[nn.Module], float]
 
 _OWNER = "build_eval_scores"
+# Suffix-only scoring runs several layers per pass over the data (the unchanged network
+# runs once per batch for all of them), saving after each pass: a pass is planned to take
+# about this long, so an interrupted build loses about this much work.
+_PASS_SECONDS = 10.0
 
 
 def _as_score(value: Any) -> float:
@@ -64,6 +70,10 @@ def _as_score(value: Any) -> float:
                 f"The evaluator must return a number (higher is better). Got {value!r} instead."
             ) from None
     return float(value)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def run_evaluator(evaluator: Evaluator, model: nn.Module) -> float:
@@ -97,7 +107,13 @@ class _Scorer:
     """Scores a layer's ranks: suffix-only when it can, whole-model otherwise."""
 
     def __init__(
-        self, model: nn.Module, evaluator: Evaluator, example: torch.Tensor, *, fast: bool
+        self,
+        model: nn.Module,
+        evaluator: Evaluator,
+        example: torch.Tensor,
+        *,
+        fast: bool,
+        workers: int,
     ) -> None:
         self.model = model
         self.evaluator = evaluator
@@ -108,30 +124,50 @@ class _Scorer:
             and isinstance(evaluator, BatchEvaluator)
             and type(evaluator).__call__ is BatchEvaluator.__call__
         ):
-            self.suffix = SuffixScorer(model, evaluator, example)
+            self.suffix = SuffixScorer(model, evaluator, example, workers=workers)
         self.warned = False
 
+    @property
+    def pass_seconds(self) -> float:
+        """How long one pass over the data may score layers before the dictionary is
+        saved; 0 when layers are scored one at a time anyway (whole-model evaluation)."""
+        return _PASS_SECONDS if self.suffix is not None else 0.0
+
     def score(
-        self, name: str, factorization: Factorization, ranks: Sequence[int], bar: Any
-    ) -> dict[int, float | None]:
-        bar.set_postfix_str(f"{name} ranks {','.join(map(str, ranks))}", refresh=False)
-        values = None
+        self, layers: Sequence[tuple[str, Factorization, Sequence[int]]], bar: Any
+    ) -> dict[str, dict[int, float | None]]:
+        """``name -> rank -> score`` (None if not finite) for each ``(name, factorization,
+        ranks)``; suffix-only layers in one pass over the data."""
+        if len(layers) == 1:
+            name, _, ranks = layers[0]
+            bar.set_postfix_str(f"{name} ranks {','.join(map(str, ranks))}", refresh=False)
+        else:
+            bar.set_postfix_str(f"{len(layers)} layers from {layers[0][0]}", refresh=False)
+        values: dict[str, dict[int, Any]] = {}
         if self.suffix is not None:
-            replacements = {rank: factorization.replacements(name, rank) for rank in ranks}
-            try:
-                values = self.suffix.score(replacements)
-            except SuffixUnavailable as why:
-                self._warn_once(name, why)
-            else:
-                bar.update(len(ranks))
-        if values is None:
-            values = {}
+            jobs = [
+                {rank: f.replacements(name, rank) for rank in ranks} for name, f, ranks in layers
+            ]
+            for (name, _, ranks), result in zip(
+                layers, self.suffix.score_layers(jobs), strict=True
+            ):
+                if isinstance(result, SuffixUnavailable):
+                    self._warn_once(name, result)
+                else:
+                    values[name] = result
+                    bar.update(len(ranks))
+        for name, factorization, ranks in layers:
+            if name in values:
+                continue
+            values[name] = {}
             for rank in ranks:  # one candidate's modules at a time keeps memory low
                 with swapped(self.model, factorization.replacements(name, rank)):
-                    values[rank] = run_evaluator(self.evaluator, self.model)
+                    values[name][rank] = run_evaluator(self.evaluator, self.model)
                 bar.update(1)
-        scores = {rank: _as_score(value) for rank, value in values.items()}
-        return {rank: value if math.isfinite(value) else None for rank, value in scores.items()}
+        return {
+            name: {rank: _finite_or_none(_as_score(value)) for rank, value in scores.items()}
+            for name, scores in values.items()
+        }
 
     def _warn_once(self, name: str, why: Exception) -> None:
         if not self.warned:
@@ -142,6 +178,22 @@ class _Scorer:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+
+def _next_pass(
+    pending: Sequence[tuple[str, list[int]]], seconds_per_score: float | None, budget: float
+) -> list[tuple[str, list[int]]]:
+    """The layers to score in the next pass: one until a score has been timed, then as many
+    as fit in ``budget`` seconds (always at least one)."""
+    if seconds_per_score is None:
+        return list(pending[:1])
+    chunk, planned = [], 0.0
+    for name, ranks in pending:
+        planned += len(ranks) * seconds_per_score
+        if chunk and planned > budget:
+            break
+        chunk.append((name, ranks))
+    return chunk
 
 
 def _assemble(
@@ -215,17 +267,20 @@ def build_eval_scores(
     scores_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
     fast: bool = True,
+    workers: int | None = None,
     distributed: bool | None = None,
 ) -> EvalScores:
     """Score ``model`` with each compressible layer compressed alone at each candidate ratio.
 
     With ``scores_path``: an existing file made for the same model and settings is loaded
     and completed (only missing layers are evaluated); the file is rewritten atomically
-    after every layer, so an interrupted build loses at most the layer in progress.
+    after every pass over the data (one layer, or several layers planned to take about 10 s
+    together), so an interrupted build loses at most the pass in progress.
 
     With a :class:`~evaluators.BatchEvaluator` and a model ``torch.fx`` can trace, only the
-    part of the network from the compressed layer on is run per candidate (same scores,
-    several times faster); otherwise, or with ``fast=False``, whole models are evaluated.
+    part of the network from the compressed layer on is run per candidate, several
+    candidates at once in threads (same scores, several times faster); otherwise, or with
+    ``fast=False``, whole models are evaluated one at a time.
     Run under ``torchrun`` with an initialized process group, the work is split across the
     ranks (see :mod:`greedy_compress.distributed`) and every rank returns the whole
     dictionary.
@@ -243,6 +298,10 @@ def build_eval_scores(
         scores_path: JSON file to save to, resume from and reuse.
         progress: show a progress bar (on rank 0 only when sharded).
         fast: allow suffix-only evaluation; False always evaluates whole models.
+        workers: candidates scored at once by the suffix-only path, in threads that share
+            torch's threads. None: one per torch thread on CPU, at most 4 (each holds a
+            batch of activations); 1 on a GPU. Use 1 if a module's ``forward`` writes to
+            the module.
         distributed: None: shard when a torch.distributed group of several ranks is
             initialized; True: require one; False: do all the work in this process.
 
@@ -261,6 +320,11 @@ def build_eval_scores(
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
     if not isinstance(fast, bool):
         raise bad_parameter("fast", _OWNER, "True or False", fast)
+    workers = (
+        default_workers(model)
+        if workers is None
+        else check_positive_int(workers, "workers", _OWNER)
+    )
     shard = current_shard(distributed, _OWNER)
 
     profile = profile_model(model, example, ignore=ignore)
@@ -313,18 +377,25 @@ def build_eval_scores(
     mine: dict[str, list[int]] = {}
     for name, rank in shard.take(todo):
         mine.setdefault(name, []).append(rank)
-    scorer = _Scorer(model, evaluator, example, fast=fast)
+    scorer = _Scorer(model, evaluator, example, fast=fast, workers=workers)
     where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
     with progress_bar(
         total=sum(map(len, mine.values())),
         desc=f"scoring {scheme.name}{where}",
         enabled=progress and shard.rank == 0,
     ) as bar:
-        for name, ranks in mine.items():
-            new = scorer.score(name, scheme.factorize_in(model, name), ranks, bar)
-            known.scores.update({(name, rank): score for rank, score in new.items()})
-            own.scores.update({(name, rank): score for rank, score in new.items()})
+        pending, spent, scored = list(mine.items()), 0.0, 0
+        while pending:
+            chunk = _next_pass(pending, spent / scored if scored else None, scorer.pass_seconds)
+            del pending[: len(chunk)]
+            started = time.perf_counter()
+            layers = [(name, scheme.factorize_in(model, name), ranks) for name, ranks in chunk]
+            for name, new in scorer.score(layers, bar).items():
+                known.scores.update({(name, rank): score for rank, score in new.items()})
+                own.scores.update({(name, rank): score for rank, score in new.items()})
             save()
+            spent += time.perf_counter() - started
+            scored += sum(len(ranks) for _, ranks in chunk)
 
     if shard.world > 1:
         gathered = [Known.from_json(part) for part in all_gather_json(own.to_json())]

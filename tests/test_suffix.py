@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 import warnings
 
 import pytest
@@ -12,7 +14,14 @@ from torch import nn
 from evaluators import NegativeLoss, TopKAccuracy
 from greedy_compress.exceptions import InvalidParameterError
 from greedy_compress.search import build_eval_scores
-from greedy_compress.suffix import SuffixUnavailable, split_graph, trace_model
+from greedy_compress.suffix import (
+    SuffixScorer,
+    SuffixUnavailable,
+    _call_candidate,
+    default_workers,
+    split_stages,
+    trace_model,
+)
 from greedy_compress.swap import swapped
 
 SHAPE = (1, 1, 8, 8)
@@ -60,21 +69,29 @@ def one_thread():
         ("vgg", "spatial_svd"),
         ("mobilenet", "weight_svd"),
         ("torchvision", "weight_svd"),
+        ("branch", "spatial_svd"),  # every layer: in-place writes inside a chained pass
     ],
 )
-def test_fast_scores_equal_whole_model_scores(kind, scheme):
+@pytest.mark.parametrize("workers", [1, 2, 3])  # 2: three candidates, odd rounds are paired
+def test_fast_scores_equal_whole_model_scores(kind, scheme, workers):
     model = make_model(kind)
     evaluator = NegativeLoss(make_data(), max_batches=2)  # a loss moves with every change
-    plain, fast = both_paths(model, evaluator, scheme=scheme, candidates=[0.2, 0.6])
+    plain, fast = both_paths(
+        model, evaluator, scheme=scheme, candidates=[0.2, 0.6, 0.9], workers=workers
+    )
     assert_same_scores(plain, fast)
     # the candidates really differ, so equal scores are not a coincidence
     assert len({e.score for layer in plain.layers.values() for e in layer.entries}) > 2
 
 
-def test_fast_accuracy_equals_whole_model_accuracy():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fast_accuracy_equals_whole_model_accuracy(workers):
     model = make_model("resnet")
     plain, fast = both_paths(
-        model, TopKAccuracy(make_data(n=40, batch_size=16), k=3), scheme="weight_svd"
+        model,
+        TopKAccuracy(make_data(n=40, batch_size=16), k=3),
+        scheme="weight_svd",
+        workers=workers,
     )
     assert_same_scores(plain, fast)
 
@@ -90,7 +107,13 @@ class CountingCalls:
         self.calls += 1
 
 
-def test_the_front_of_the_network_runs_once_per_batch_and_layer():
+@pytest.mark.parametrize("pass_seconds", [0.0, float("inf")])
+def test_the_front_of_the_network_runs_once_per_batch_and_pass(monkeypatch, pass_seconds):
+    """With ``_PASS_SECONDS`` 0 every layer gets its own pass over the data; with inf the
+    first layer does (nothing is timed yet) and all the others share one."""
+    import greedy_compress.search as search
+
+    monkeypatch.setattr(search, "_PASS_SECONDS", pass_seconds)
     data = make_data(n=48, batch_size=16)  # 3 batches
     counts = {}
     for fast in (False, True):
@@ -109,11 +132,50 @@ def test_the_front_of_the_network_runs_once_per_batch_and_layer():
     ranks = {name: len({e.rank for e in s.entries}) for name, s in scores.layers.items()}
     assert next(iter(ranks)) == "features.0" and sum(ranks.values()) > 2 * len(ranks)
     later = sum(ranks.values()) - ranks["features.0"]  # candidates that keep features.0
+    passes = len(ranks) - 1 if pass_seconds == 0 else 1  # after the first layer's
     # Whole-model: every candidate runs the model on each of the 3 batches. Fast: the model's
     # own forward never runs per candidate, only once more to check the trace; the first conv
-    # runs in that check (twice: model and trace) and once per batch for each later layer.
+    # runs in that check (twice: model and trace) and once per batch in each later pass.
     assert counts[False][1] - counts[True][1] == 3 * sum(ranks.values()) - 1
-    assert counts[False][0] - counts[True][0] == 3 * later - 2 - 3 * (len(ranks) - 1)
+    assert counts[False][0] - counts[True][0] == 3 * later - 2 - 3 * passes
+
+
+def test_one_pass_over_several_layers_gives_each_layer_its_own_scores():
+    model = make_model("resnet")
+    evaluator = NegativeLoss(make_data(), max_batches=2)
+    scorer = SuffixScorer(model, evaluator, torch.zeros(SHAPE), workers=2)
+    names = ["layer2.0.conv2", "stem.0", "layer1.0.conv1", "fc"]  # not in graph order
+    layers = []
+    for name in names:
+        module = model.get_submodule(name)
+        noisy = copy.deepcopy(module)
+        with torch.no_grad():
+            noisy.weight.add_(torch.randn_like(noisy.weight))
+        layers.append({1: {name: module}, 2: {name: noisy}})
+    together = scorer.score_layers(layers)
+    alone = [scorer.score(layer) for layer in layers]
+    assert together == alone
+    baseline = evaluator(model)
+    for scores in together:
+        assert scores[1] == pytest.approx(baseline, abs=1e-6) and scores[2] != scores[1]
+
+
+def test_advancing_stage_by_stage_reaches_each_cut():
+    model = make_model("torchvision")
+    graph = trace_model(model, torch.zeros(SHAPE))
+    names = [["layer1.conv2"], ["layer1.conv1"], ["layer2.downsample.0"], ["fc"]]
+    stages = split_stages(model, graph, names)
+    chain = sorted(stages, key=lambda stage: stage.position)
+    assert [s.start for s in chain] == [stages[i].start for i in (1, 0, 2, 3)]
+    x = torch.randn(4, *SHAPE[1:])
+    with torch.no_grad():
+        expected = model(x)
+        cut = chain[0].advance(x)
+        for index, stage in enumerate(chain):
+            if index:
+                cut = stage.advance(*cut)
+            candidate = {n: model.get_submodule(n) for n in names[stages.index(stage)]}
+            assert torch.equal(stage.suffix(*cut, candidate), expected)
 
 
 def test_the_model_is_left_as_it_was():
@@ -134,12 +196,14 @@ def test_the_model_is_left_as_it_was():
         assert torch.equal(value, before[key])
 
 
-def test_a_cut_value_written_in_place_is_protected():
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_cut_value_written_in_place_is_protected(workers):
     """In BranchNet ``a.add_(b)`` after conv1 writes into bn0's output, computed before the
-    cut: without protection the second candidate would read a + b1 instead of a."""
+    cut: without protection the second candidate would read a + b1 instead of a (and, in
+    threads, candidates side by side would read each other's writes)."""
     model = make_model("branch")
     evaluator = NegativeLoss(make_data())
-    options = dict(scheme="spatial_svd", candidates=[0.1, 0.3, 0.5, 0.7, 0.9])
+    options = dict(scheme="spatial_svd", candidates=[0.1, 0.3, 0.5, 0.7, 0.9], workers=workers)
     plain, fast = both_paths(model, evaluator, ignore=["stem", "conv0"], **options)
     assert list(fast.layers) == ["conv1"]
     assert_same_scores(plain, fast)
@@ -150,17 +214,15 @@ def test_replacing_several_modules_cuts_at_the_earliest():
     the suffix starts at the first one."""
     model = make_model("vgg")
     graph = trace_model(model, torch.zeros(SHAPE))
-    split = split_graph(model, graph, ["features.4", "features.0", "classifier.1"])
-    assert split.start == "features_0"
-    nodes = [n.target for n in split.suffix.graph.nodes if n.op == "call_module"]
-    assert nodes[0] == "features.0" and "classifier.1" in nodes
+    (stage,) = split_stages(model, graph, [["features.4", "features.0", "classifier.1"]])
+    assert stage.start == "features_0"
+    called = [n.args[1] for n in stage.suffix.graph.nodes if n.target is _call_candidate]
+    assert called[0] == "features.0" and set(called) == {"features.0", "features.4", "classifier.1"}
 
 
 def test_a_module_fx_traced_into_is_retraced_as_a_leaf():
     model = make_model("mobilenet")
     evaluator = NegativeLoss(make_data())
-
-    from greedy_compress.suffix import SuffixScorer
 
     scorer = SuffixScorer(model, evaluator, torch.zeros(SHAPE))
     # replace a whole custom block (fx traces into it by default); features.3 is the first
@@ -275,19 +337,25 @@ def test_each_layer_is_factorized_once(monkeypatch):
 
 def test_branchnet_cut_really_contains_the_in_place_relu():
     model = make_model("branch")
-    split = split_graph(model, trace_model(model, torch.zeros(SHAPE)), ["conv1"])
-    placeholders = [n for n in split.suffix.graph.nodes if n.op == "placeholder"]
-    assert len(placeholders) == 2  # the input x and bn0's output
-    assert any(n.target == "add_" for n in split.suffix.graph.nodes)
+    (stage,) = split_stages(model, trace_model(model, torch.zeros(SHAPE)), [["conv1"]])
+    placeholders = [n.name for n in stage.suffix.graph.nodes if n.op == "placeholder"]
+    assert placeholders == ["cut_0", "cut_1", "candidate"]  # the input x, bn0's output
+    assert any(n.target == "add_" for n in stage.suffix.graph.nodes)
 
 
-def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch, workers):
     """The equality tests above can fail: blind the in-place detection and they do."""
     import greedy_compress.suffix as suffix
 
     model = make_model("branch")
     evaluator = NegativeLoss(make_data())
-    options = dict(scheme="spatial_svd", candidates=[0.2, 0.5, 0.8], ignore=["stem", "conv0"])
+    options = dict(
+        scheme="spatial_svd",
+        candidates=[0.2, 0.5, 0.8],
+        ignore=["stem", "conv0"],
+        workers=workers,
+    )
     plain, fast = both_paths(model, evaluator, **options)
     assert_same_scores(plain, fast)
     monkeypatch.setattr(suffix, "_versions", lambda values: [() for _ in values])
@@ -309,3 +377,134 @@ def test_a_batch_evaluator_with_its_own_call_is_evaluated_on_whole_models(monkey
         model, evaluator, scheme="weight_svd", candidates=2, input_shape=SHAPE, progress=False
     )
     assert scores.baseline == pytest.approx(NegativeLoss(make_data())(model) / 2)
+
+
+def test_workers_run_candidates_in_several_threads_with_the_same_scores():
+    model = make_model("resnet")
+    threads_seen: set[int] = set()
+    model.fc.register_forward_pre_hook(lambda *_: threads_seen.add(threading.get_ident()))
+    options = dict(scheme="weight_svd", candidates=[0.2, 0.4, 0.6, 0.8], input_shape=SHAPE)
+    evaluator = NegativeLoss(make_data(), max_batches=2)
+    serial = build_eval_scores(model, evaluator, progress=False, workers=1, **options)
+    assert threads_seen == {threading.get_ident()}
+    threaded = build_eval_scores(model, evaluator, progress=False, workers=3, **options)
+    assert len(threads_seen) > 2  # the main thread and pool threads
+    assert_same_scores(serial, threaded, tolerance=0.0)
+
+
+def test_torch_threads_are_restored_after_threaded_scoring():
+    torch.set_num_threads(2)  # the fixture puts the count back afterwards
+    build_eval_scores(
+        make_model("vgg"),
+        NegativeLoss(make_data()),
+        scheme="weight_svd",
+        candidates=[0.3, 0.6],
+        input_shape=SHAPE,
+        progress=False,
+        workers=2,
+    )
+    assert torch.get_num_threads() == 2
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [2]  # what a new thread starts with was put back too
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])
+def test_a_bad_workers_value_is_refused(workers):
+    with pytest.raises(InvalidParameterError, match="workers"):
+        build_eval_scores(
+            make_model("vgg"),
+            NegativeLoss(make_data()),
+            input_shape=SHAPE,
+            progress=False,
+            workers=workers,
+        )
+
+
+def test_default_workers_follow_torch_threads_on_cpu_only():
+    torch.set_num_threads(2)
+    assert default_workers(make_model("vgg")) == 2
+    torch.set_num_threads(1)
+    assert default_workers(make_model("vgg")) == 1
+    assert default_workers(nn.Linear(2, 2, device="meta")) == 1  # not a CPU model
+
+
+class AliasedCut(nn.Module):
+    """``flat`` is a view of ``a``; after conv1 (the cut) ``a`` is written in place, which
+    ``flat`` must see. Copying ``a`` alone for each candidate would hide the write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv0(x)
+        flat = a.flatten(1)
+        a.add_(self.conv1(a))
+        return self.fc(flat)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_write_into_memory_shared_by_two_cut_values_falls_back(workers):
+    torch.manual_seed(0)
+    model, evaluator = AliasedCut(), NegativeLoss(make_data())
+    options = dict(scheme="weight_svd", candidates=[0.3, 0.7], input_shape=SHAPE, progress=False)
+    plain = build_eval_scores(model, evaluator, fast=False, **options)
+    with pytest.warns(RuntimeWarning, match="shares memory"):
+        fast = build_eval_scores(model, evaluator, ignore=["fc"], workers=workers, **options)
+    plain_conv1 = plain.layers["conv1"].entries
+    assert [e.score for e in fast.layers["conv1"].entries] == [e.score for e in plain_conv1]
+
+
+class WritesOnSecondBatch(nn.Module):
+    """Wraps a conv; on its second call it doubles its input in place after using it: a
+    write the first round cannot see."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.conv, self.calls = conv, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.conv(x)
+        if self.calls == 2:
+            x.mul_(2)
+        return out
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_write_that_starts_in_a_later_batch_reruns_that_batch(workers):
+    model = make_model("vgg")
+    evaluator = NegativeLoss(make_data(n=48, batch_size=16))  # 3 batches
+    name = "features.4"
+    conv = model.get_submodule(name)
+    scorer = SuffixScorer(model, evaluator, torch.zeros(SHAPE), workers=workers)
+    expected = scorer.score({rank: {name: conv} for rank in (1, 2, 3)})
+    writers = {rank: {name: WritesOnSecondBatch(conv)} for rank in (1, 2, 3)}
+    assert scorer.score(writers) == expected  # without the rerun, later ones read 2x
+
+
+def test_stages_whose_candidates_do_not_divide_evenly_are_paired_after_the_first_batch(
+    monkeypatch,
+):
+    import greedy_compress.suffix as suffix
+
+    rounds: list[set] = []
+    run = suffix._Workers.run
+
+    def recording_run(self, jobs):
+        rounds.append({key[0] if isinstance(key, tuple) else None for key in jobs})
+        return run(self, jobs)
+
+    model = make_model("resnet")
+    evaluator = NegativeLoss(make_data(n=48, batch_size=16))  # 3 batches
+    options = dict(scheme="weight_svd", candidates=[0.2, 0.5, 0.8], input_shape=SHAPE)
+    serial = build_eval_scores(model, evaluator, progress=False, workers=1, **options)
+    monkeypatch.setattr(suffix._Workers, "run", recording_run)
+    paired = build_eval_scores(model, evaluator, progress=False, workers=2, **options)
+    assert any(len(steps) == 2 for steps in rounds)  # two stages in one round
+    assert_same_scores(serial, paired, tolerance=0.0)
