@@ -172,3 +172,13 @@ def test_non_finite_candidate_scores_are_recorded_as_failures(tiny_net):
 def test_a_bad_baseline_score_is_an_error(tiny_net, result):
     with pytest.raises(GreedyCompressError, match="evaluator"):
         build_eval_scores(tiny_net, lambda m: result, input_shape=SHAPE, progress=False)
+
+
+def test_passes_are_planned_from_the_time_per_score():
+    from greedy_compress.search import _next_pass
+
+    pending = [("a", [1, 2]), ("b", [1, 2, 3]), ("c", [1]), ("d", [1, 2])]
+    assert _next_pass(pending, None, 10.0) == pending[:1]  # nothing timed yet: one layer
+    assert _next_pass(pending, 1.0, 6.0) == pending[:3]  # 2 + 3 + 1 scores of 1 s
+    assert _next_pass(pending, 1.0, 0.0) == pending[:1]  # always at least one layer
+    assert _next_pass(pending, 0.001, 10.0) == pending

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import warnings
 
@@ -508,3 +509,38 @@ def test_stages_whose_candidates_do_not_divide_evenly_are_paired_after_the_first
     paired = build_eval_scores(model, evaluator, progress=False, workers=2, **options)
     assert any(len(steps) == 2 for steps in rounds)  # two stages in one round
     assert_same_scores(serial, paired, tolerance=0.0)
+
+
+class InterruptedLoss(NegativeLoss):
+    """NegativeLoss whose ``batches`` raises KeyboardInterrupt in the middle of its
+    ``stop_at``-th pass over the data (None: never)."""
+
+    def __init__(self, loader, stop_at: int | None) -> None:
+        super().__init__(loader)
+        self.stop_at, self.passes = stop_at, 0
+
+    def batches(self, model):
+        self.passes += 1
+        for index, batch in enumerate(super().batches(model)):
+            if self.passes == self.stop_at and index == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def test_a_build_interrupted_in_a_pass_keeps_earlier_passes_and_resumes(monkeypatch, tmp_path):
+    """Passes: the baseline, the first layer alone, then all the others together."""
+    import greedy_compress.search as search
+
+    monkeypatch.setattr(search, "_PASS_SECONDS", float("inf"))
+    model, data = make_model("vgg"), make_data()
+    options = dict(scheme="weight_svd", candidates=[0.3, 0.6], input_shape=SHAPE, progress=False)
+    reference = build_eval_scores(model, InterruptedLoss(data, None), **options)
+    path = tmp_path / "scores.json"
+    with pytest.raises(KeyboardInterrupt):
+        build_eval_scores(model, InterruptedLoss(data, 3), scores_path=path, **options)
+    assert list(json.loads(path.read_text())["layers"]) == ["features.0"]
+    evaluator = InterruptedLoss(data, None)
+    resumed = build_eval_scores(model, evaluator, scores_path=path, **options)
+    # no baseline and no first layer: one layer alone (to time it), then the rest together
+    assert evaluator.passes == 2
+    assert resumed.to_dict() == reference.to_dict()
