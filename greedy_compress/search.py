@@ -104,7 +104,7 @@ def _plan(
 
 
 class _Scorer:
-    """Scores a layer's ranks: suffix-only when it can, whole-model otherwise."""
+    """Scores layers' ranks: suffix-only when it can, whole-model otherwise."""
 
     def __init__(
         self,

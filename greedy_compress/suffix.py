@@ -12,7 +12,8 @@ Several layers are scored in one pass over the data, in graph order: per batch, 
 layer's *advance* graph brings the previous layer's cut values up to its own, so the
 unchanged network runs once per batch for the whole pass instead of once per layer (the
 ResNet benchmark's fronts cost as much as six whole evaluations per batch otherwise). One
-layer's cut values are held at a time.
+layer's cut values (two layers' when they share a round, see :class:`_Pass`) for one batch
+are held at a time.
 
 The computation per candidate is the plain forward's, op for op, on the same batches, so
 scores match whole-model evaluation (the tests check 1e-6; in practice they are equal).
