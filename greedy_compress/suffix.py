@@ -584,13 +584,43 @@ class _Pass:
         if step in self.failed:
             return cut
         try:
-            outputs, cut = _score_batch(
-                self.chain, step, inputs, cut, self.jobs[step], self.workers, self.states[step]
-            )
+            outputs, cut = self._rounds(step, cut, inputs)
         except SuffixUnavailable as why:
             self.failed[step] = why
-            return _cut_at(self.chain, step, inputs)  # it may have been written
+            return self._cut_at(step, inputs)  # it may have been written
         self._update(step, outputs, targets)
+        return cut
+
+    def _rounds(
+        self, step: int, cut: tuple[Any, ...], inputs: Any
+    ) -> tuple[dict[int, Any], tuple[Any, ...]]:
+        """Every candidate's output on one batch at stage ``step``, and the stage's cut
+        values (recomputed if a candidate wrote into them; see the module notes)."""
+        stage, state = self.chain[step], self.states[step]
+        while True:
+            copies = state.copied if state.checked else set(range(len(cut)))
+            versions = _versions(cut)
+            results = self.workers.run(
+                {rank: (stage.suffix, m, cut, copies) for rank, m in self.jobs[step].items()}
+            )
+            changed = {i for i, v in enumerate(_versions(cut)) if v != versions[i]}
+            if not state.checked:
+                state.checked = True
+                state.copied = set().union(*(written for _, written in results.values()))
+                _check_unshared(cut, state.copied, stage.start)
+            if not changed:
+                return {rank: output for rank, (output, _) in results.items()}, cut
+            # A candidate wrote into a value the first round did not see written: the
+            # candidates of this round may have read it changed. Copy it and run again.
+            _check_unshared(cut, changed, stage.start)
+            state.copied |= changed
+            cut = self._cut_at(step, inputs)
+
+    def _cut_at(self, step: int, inputs: Any) -> tuple[Any, ...]:
+        """Stage ``step``'s cut values, computed afresh from the batch inputs."""
+        cut = self.chain[0].advance(inputs)
+        for stage in self.chain[1 : step + 1]:
+            cut = stage.advance(*cut)
         return cut
 
     def _pair(
@@ -611,7 +641,7 @@ class _Pass:
         cuts = {step: cut, following: self.chain[following].advance(*cut)}
         if _versions(cut) != before:  # this time the advance wrote into the cut
             self.clean_advances.discard(following)
-            return False, _cut_at(self.chain, step, inputs)
+            return False, self._cut_at(step, inputs)
         versions = {s: _versions(c) for s, c in cuts.items()}
         results = self.workers.run(
             {
@@ -623,50 +653,10 @@ class _Pass:
         if any(_versions(c) != versions[s] for s, c in cuts.items()):
             # A candidate wrote into a value no earlier round saw written: score both
             # stages alone, which copies it from now on.
-            return False, _cut_at(self.chain, step, inputs)
+            return False, self._cut_at(step, inputs)
         for s in cuts:
             self._update(s, {rank: results[s, rank][0] for rank in self.jobs[s]}, targets)
         return True, cuts[following]
-
-
-def _cut_at(chain: Sequence[Stage], step: int, inputs: Any) -> tuple[Any, ...]:
-    """Stage ``step``'s cut values, computed afresh from the batch inputs."""
-    cut = chain[0].advance(inputs)
-    for stage in chain[1 : step + 1]:
-        cut = stage.advance(*cut)
-    return cut
-
-
-def _score_batch(
-    chain: Sequence[Stage],
-    step: int,
-    inputs: Any,
-    cut: tuple[Any, ...],
-    replacements: Replacements,
-    workers: _Workers,
-    state: _CutState,
-) -> tuple[dict[int, Any], tuple[Any, ...]]:
-    """Every candidate's output on one batch at stage ``step``, and the stage's cut values
-    (recomputed if a candidate wrote into them; see the module notes on in-place ops)."""
-    stage = chain[step]
-    while True:
-        copies = state.copied if state.checked else set(range(len(cut)))
-        versions = _versions(cut)
-        results = workers.run(
-            {rank: (stage.suffix, modules, cut, copies) for rank, modules in replacements.items()}
-        )
-        changed = {i for i, v in enumerate(_versions(cut)) if v != versions[i]}
-        if not state.checked:
-            state.checked = True
-            state.copied = set().union(*(written for _, written in results.values()))
-            _check_unshared(cut, state.copied, stage.start)
-        if not changed:
-            return {rank: output for rank, (output, _) in results.items()}, cut
-        # A candidate wrote into a value the first round did not see written: the
-        # candidates of this round may have read it changed. Copy it and run again.
-        _check_unshared(cut, changed, stage.start)
-        state.copied |= changed
-        cut = _cut_at(chain, step, inputs)
 
 
 def _check_unshared(cut: tuple[Any, ...], written: Collection[int], start: str) -> None:
