@@ -21,7 +21,7 @@ from common import BENCHMARK_MODELS, median_time  # first: sets OMP_WAIT_POLICY
 
 from evaluators import TopKAccuracy
 from greedy_compress import apply_selection, build_eval_scores, count_macs, select
-from greedy_compress.solvers import LayerChoice, Selection
+from greedy_compress.selection.solvers import LayerChoice, Selection
 
 TARGETS = (0.7, 0.5, 0.3)
 SCHEMES = ("spatial_svd", "weight_svd")

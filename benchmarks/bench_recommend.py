@@ -24,7 +24,7 @@ from common import BENCHMARK_MODELS, median_time  # first: sets OMP_WAIT_POLICY
 
 from evaluators import TopKAccuracy
 from greedy_compress import apply_selection, count_macs, get_scheme, profile_model
-from greedy_compress.recommend import recommend_slamp, recommend_vbmf
+from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
 
 CALIBRATIONS = (-0.5, 0.0, 0.5)
 VBMF_SCHEMES = ("tucker", "weight_svd", "spatial_svd")

@@ -177,7 +177,7 @@ def profile_fast() -> None:
     import cProfile
     import pstats
 
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     spent = {"advance": 0.0, "candidates": 0.0}
 

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress.data import DigitsData, load_digits_data
-from greedy_compress.demo import cache_dir, save_weights, trained_digits_cnn
-from greedy_compress.models import TinyResNet
-from greedy_compress.training import train_classifier
+from greedy_compress.demo.data import DigitsData, load_digits_data
+from greedy_compress.demo.run import cache_dir, save_weights, trained_digits_cnn
+from greedy_compress.demo.models import TinyResNet
+from greedy_compress.demo.training import train_classifier
 
 __all__ = ["BENCHMARK_MODELS", "median_time", "trained_resnet"]
 

@@ -10,23 +10,23 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from greedy_compress._validation import bad_parameter, check_open_unit
+from greedy_compress._util.constraints import bad_parameter, check_open_unit
 from greedy_compress.apply import FinetuneCallback, apply_selection
-from greedy_compress.cost import CostMetric, measure_cost
-from greedy_compress.layers import make_example_input
-from greedy_compress.repair import (
+from greedy_compress.model.cost import CostMetric, measure_cost
+from greedy_compress.model.profile import make_example_input
+from greedy_compress.selection.repair import (
     MaxDrop,
     RepairResult,
     check_max_drop,
     predicted_score,
     repair_selection,
 )
-from greedy_compress.report import CompressionReport, LayerReport
+from greedy_compress.report.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.schemes._budget import solve_exact
-from greedy_compress.scores import EvalScores
-from greedy_compress.search import Evaluator, build_eval_scores, run_evaluator
-from greedy_compress.solvers import Selection, Solver, get_solver
+from greedy_compress.selection.exact_cost import solve_exact
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.dictionary.build import Evaluator, build_eval_scores, run_evaluator
+from greedy_compress.selection.solvers import Selection, Solver, get_solver
 
 __all__ = ["build_report", "compress", "select"]
 
@@ -145,7 +145,7 @@ def compress(
         max_drop: if given, the largest allowed fall of the score below the baseline: a
             float (absolute, e.g. 0.02 = two accuracy points) or ``MaxDrop(0.02,
             relative=True)`` (2% of the baseline). When the combined model falls further,
-            the selection is repaired (:func:`~greedy_compress.repair.repair_selection`,
+            the selection is repaired (:func:`~greedy_compress.selection.repair.repair_selection`,
             evaluations without fine-tuning) and the report logs each step.
         monotone: solve on monotone fits of the layers' score curves (noisy dictionaries).
 

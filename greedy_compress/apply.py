@@ -9,11 +9,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from greedy_compress._validation import bad_parameter
-from greedy_compress.exceptions import GreedyCompressError
+from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.errors import GreedyCompressError
 from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.solvers import Selection
-from greedy_compress.swap import replace_modules
+from greedy_compress.selection.solvers import Selection
+from greedy_compress.model.swap import replace_modules
 
 __all__ = ["FinetuneCallback", "apply_selection", "load_compressed"]
 

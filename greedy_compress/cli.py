@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from greedy_compress.candidates import DEFAULT_NUM_CANDIDATES
-from greedy_compress.cost import COST_METRICS
-from greedy_compress.exceptions import GreedyCompressError
+from greedy_compress.dictionary.candidates import DEFAULT_NUM_CANDIDATES
+from greedy_compress.model.cost import COST_METRICS
+from greedy_compress.errors import GreedyCompressError
 from greedy_compress.schemes import available_schemes, scheme_with_data
-from greedy_compress.solvers import available_solvers
+from greedy_compress.selection.solvers import available_solvers
 
 __all__ = ["main"]
 
@@ -145,7 +145,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _quality(args: argparse.Namespace) -> dict[str, Any]:
     """compress()'s max_drop and monotone arguments from the command line."""
-    from greedy_compress.repair import MaxDrop
+    from greedy_compress.selection.repair import MaxDrop
 
     max_drop: float | MaxDrop | None = args.max_drop
     if args.max_drop_relative is not None:
@@ -233,7 +233,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from greedy_compress.demo import run_demo
+    from greedy_compress.demo.run import run_demo
 
     report = run_demo(
         target=args.target,
@@ -258,7 +258,7 @@ def _run_compress(args: argparse.Namespace) -> int:
 
     from evaluators import TopKAccuracy
     from greedy_compress.api import compress
-    from greedy_compress.demo import save_weights
+    from greedy_compress.demo.run import save_weights
 
     model = _load_object(args.model, "--model")()
     if args.weights:
@@ -305,7 +305,7 @@ def _run_compress(args: argparse.Namespace) -> int:
 
 
 def _run_scores(args: argparse.Namespace) -> int:
-    from greedy_compress.scores import EvalScores
+    from greedy_compress.dictionary.scores import EvalScores
 
     if not Path(args.file).is_file():
         raise CommandError(f"file {args.file!r} does not exist")
@@ -315,7 +315,7 @@ def _run_scores(args: argparse.Namespace) -> int:
 
 def _read_json_file(path: str, what: str) -> Any:
     """The JSON in ``path``, or a one-line error naming the file and what it should be."""
-    from greedy_compress._io import read_json
+    from greedy_compress._util.io import read_json
 
     if not Path(path).is_file():
         problem = "is not a file" if Path(path).exists() else "does not exist"
@@ -327,7 +327,7 @@ def _read_json_file(path: str, what: str) -> Any:
 
 
 def _measured_point(path: str) -> Any:
-    from greedy_compress.analysis import MeasuredPoint
+    from greedy_compress.report.analysis import MeasuredPoint
 
     data = _read_json_file(path, "--report")
     try:
@@ -340,10 +340,10 @@ def _measured_point(path: str) -> Any:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from greedy_compress.analysis import reachable_ratio
-    from greedy_compress.plots import save_plots
-    from greedy_compress.scores import EvalScores
-    from greedy_compress.solvers import Selection
+    from greedy_compress.report.analysis import reachable_ratio
+    from greedy_compress.report.plots import save_plots
+    from greedy_compress.dictionary.scores import EvalScores
+    from greedy_compress.selection.solvers import Selection
 
     scores = EvalScores.from_dict(_read_json_file(args.file, "dictionary"), source=args.file)
     selection = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from greedy_compress.models import TinyMobileNetV2, TinyResNet, TinyVGG
+from greedy_compress.demo.models import TinyMobileNetV2, TinyResNet, TinyVGG
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1):

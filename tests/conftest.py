@@ -18,7 +18,7 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def trained_demo():
     """The demo CNN trained on the digits (once per session) and its data."""
-    from greedy_compress.demo import trained_digits_cnn
+    from greedy_compress.demo.run import trained_digits_cnn
 
     return trained_digits_cnn(progress=False)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_compress.models import TinyDenseNet, TinyMobileNetV2, TinyResNet, TinyVGG
+from greedy_compress.demo.models import TinyDenseNet, TinyMobileNetV2, TinyResNet, TinyVGG
 
 INPUT_SHAPE = (4, 1, 16, 16)
 

@@ -12,7 +12,7 @@ from greedy_compress import (
     Selection,
     available_solvers,
 )
-from greedy_compress.analysis import (
+from greedy_compress.report.analysis import (
     MeasuredPoint,
     compare_selections,
     predicted_score,
@@ -22,7 +22,7 @@ from greedy_compress.analysis import (
     solve_strategies,
     tradeoff_curve,
 )
-from greedy_compress.solvers import LayerChoice
+from greedy_compress.selection.solvers import LayerChoice
 from tests.dictionaries import TWO_LAYERS, make_scores
 
 # A third of the model is not scored; layer "b" has a failed candidate.

@@ -7,8 +7,8 @@ import random
 import pytest
 from dictionaries import make_scores
 
-from greedy_compress.solvers import GreedySolver, LayerOption, Solver, layer_options
-from greedy_compress.solvers._budget import meet_budget
+from greedy_compress.selection.solvers import GreedySolver, LayerOption, Solver, layer_options
+from greedy_compress.selection.solvers._budget import meet_budget
 
 
 class CheapestSolver(Solver):

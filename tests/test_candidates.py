@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from greedy_compress.candidates import make_candidates
-from greedy_compress.exceptions import InvalidParameterError
+from greedy_compress.dictionary.candidates import make_candidates
+from greedy_compress.errors import InvalidParameterError
 
 
 def test_default_is_ten_evenly_spaced_with_one_implicit():

@@ -9,7 +9,7 @@ import pytest
 
 from greedy_compress import EvalScores, Selection, load_compressed
 from greedy_compress.cli import main
-from greedy_compress.models import DigitsCNN
+from greedy_compress.demo.models import DigitsCNN
 
 
 def test_demo_writes_all_artifacts_and_prints_the_report(tmp_path, capsys, trained_demo):
@@ -74,14 +74,14 @@ def test_scores_show_prints_a_saved_dictionary_and_rejects_other_files(tmp_path,
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_compress_runs_a_user_model_from_files(tmp_path, capsys, trained_demo):
     model, _ = trained_demo
-    from greedy_compress.demo import save_weights
+    from greedy_compress.demo.run import save_weights
 
     save_weights(model, tmp_path / "weights.pt")
     user = tmp_path / "user_code.py"
     user.write_text(
         textwrap.dedent("""
-        from greedy_compress.data import load_digits_data
-        from greedy_compress.models import DigitsCNN
+        from greedy_compress.demo.data import load_digits_data
+        from greedy_compress.demo.models import DigitsCNN
 
         def make_model():
             return DigitsCNN()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from greedy_compress.criteria import (
+from greedy_compress.schemes.criteria import (
     ChannelEvidence,
     available_criteria,
     get_criterion,
     register_criterion,
 )
-from greedy_compress.exceptions import InvalidParameterError
-from greedy_compress.manual import manual_selection
+from greedy_compress.errors import InvalidParameterError
+from greedy_compress.selection.manual import manual_selection
 
 
 def test_l2_is_the_norm_of_all_producers_filters_together():

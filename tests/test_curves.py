@@ -7,8 +7,8 @@ import pytest
 from dictionaries import make_scores
 from sklearn.isotonic import IsotonicRegression
 
-from greedy_compress.curves import fit_options, is_monotone, isotonic, non_monotone
-from greedy_compress.solvers import GreedySolver, layer_options
+from greedy_compress.selection.monotone import fit_options, is_monotone, isotonic, non_monotone
+from greedy_compress.selection.solvers import GreedySolver, layer_options
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -63,8 +63,8 @@ def test_solvers_report_non_monotone_curves_and_can_solve_on_the_fit():
 
 
 def test_the_report_names_non_monotone_layers_and_the_budget_note():
-    from greedy_compress.cost import Cost
-    from greedy_compress.report import CompressionReport
+    from greedy_compress.model.cost import Cost
+    from greedy_compress.report.report import CompressionReport
 
     selection = GreedySolver().solve(NOISY, target=0.6, monotone=True)
     coarse = make_scores({"a": (100, [(30, 0.9)]), "b": (100, [(30, 0.8)])})
@@ -92,8 +92,8 @@ def test_the_report_names_non_monotone_layers_and_the_budget_note():
 
 
 def test_mixed_scheme_options_are_fitted_per_scheme():
-    from greedy_compress.curves import fit_options
-    from greedy_compress.solvers import LayerOption
+    from greedy_compress.selection.monotone import fit_options
+    from greedy_compress.selection.solvers import LayerOption
 
     options = [
         LayerOption(0.2, 1, 2, 0.9, scheme="a"),

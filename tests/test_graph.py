@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from greedy_compress import build_eval_scores
-from greedy_compress.exceptions import GraphTraceError
+from greedy_compress.errors import GraphTraceError
 from greedy_compress.graph import Segment, build_graph
 from tests.pruning_models import make_inputs, make_model, single_thread
 

@@ -11,7 +11,7 @@ from greedy_compress import (
     compress,
     count_macs,
 )
-from greedy_compress.strategies.optuna_search import optuna_search
+from greedy_compress.selection.optuna_search import optuna_search
 
 SHAPE = (1, 1, 8, 8)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_compress.exceptions import InvalidParameterError
-from greedy_compress.layers import LayerInfo, make_example_input, profile_model
+from greedy_compress.errors import InvalidParameterError
+from greedy_compress.model.profile import LayerInfo, make_example_input, profile_model
 
 
 def test_layers_are_listed_by_name_in_call_order_with_measured_costs(tiny_net):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from greedy_compress import apply_selection, count_macs
-from greedy_compress.exceptions import InvalidParameterError
-from greedy_compress.manual import available_layers, manual_selection
-from greedy_compress.solvers import Selection
+from greedy_compress.errors import InvalidParameterError
+from greedy_compress.selection.manual import available_layers, manual_selection
+from greedy_compress.selection.solvers import Selection
 from tests.pruning_models import make_inputs, make_model, single_thread
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)

@@ -18,9 +18,9 @@ from greedy_compress import (
     count_macs,
     select,
 )
-from greedy_compress.mixed import combine_scores
+from greedy_compress.dictionary.mixed import combine_scores
 from greedy_compress.pipeline import compress_pipeline
-from greedy_compress.solvers import GreedySolver, LayerChoice, Selection
+from greedy_compress.selection.solvers import GreedySolver, LayerChoice, Selection
 
 SHAPE = (1, 1, 8, 8)
 

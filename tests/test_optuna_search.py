@@ -15,8 +15,8 @@ from greedy_compress import (
     count_macs,
     select,
 )
-from greedy_compress.mixed import combine_scores
-from greedy_compress.strategies import optuna_search
+from greedy_compress.dictionary.mixed import combine_scores
+from greedy_compress.selection.optuna_search import optuna_search
 
 SHAPE = (1, 1, 8, 8)
 

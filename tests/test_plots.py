@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from greedy_compress import GreedySolver, InvalidParameterError
-from greedy_compress.analysis import (
+from greedy_compress.report.analysis import (
     MeasuredPoint,
     compare_selections,
     selection_data,
@@ -24,7 +24,7 @@ from greedy_compress.analysis import (
     tradeoff_curve,
 )
 from greedy_compress.cli import main
-from greedy_compress.plots import (
+from greedy_compress.report.plots import (
     plot_comparison,
     plot_selection,
     plot_sensitivity,

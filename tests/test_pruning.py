@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from greedy_compress import apply_selection, compress, count_macs, load_compressed
-from greedy_compress.cost import measure_cost
-from greedy_compress.exceptions import GreedyCompressError, InvalidParameterError
-from greedy_compress.layers import profile_model
-from greedy_compress.manual import manual_selection
+from greedy_compress.model.cost import measure_cost
+from greedy_compress.errors import GreedyCompressError, InvalidParameterError
+from greedy_compress.model.profile import profile_model
+from greedy_compress.selection.manual import manual_selection
 from greedy_compress.schemes import ChannelPruning, FilterPruning
-from greedy_compress.swap import swapped
+from greedy_compress.model.swap import swapped
 from tests.pruning_models import FACTORIES, make_inputs, make_model, single_thread
 
 DATA = [(make_inputs(16, seed=2), torch.zeros(16))]
@@ -207,7 +207,7 @@ def test_scheme_with_data_gives_data_only_to_schemes_that_use_it():
 
 def test_scores_made_with_other_scheme_settings_are_not_reused(tmp_path):
     from greedy_compress import build_eval_scores
-    from greedy_compress.exceptions import ScoresMismatchError
+    from greedy_compress.errors import ScoresMismatchError
 
     model = make_model("vgg")
     inputs = make_inputs(4, seed=4)
@@ -303,7 +303,7 @@ class _Compounding:
         self.scores = scores
 
     def selection_cost(self, ranks):
-        from greedy_compress.cost import Cost
+        from greedy_compress.model.cost import Cost
 
         total = self.scores.model_cost.macs
         for name, rank in ranks.items():
@@ -316,9 +316,9 @@ class _Compounding:
 
 
 def test_solve_exact_lowers_the_solver_target_until_the_exact_cost_fits():
-    from greedy_compress.exceptions import TargetUnreachableError
-    from greedy_compress.schemes._budget import solve_exact
-    from greedy_compress.solvers import GreedySolver
+    from greedy_compress.errors import TargetUnreachableError
+    from greedy_compress.selection.exact_cost import solve_exact
+    from greedy_compress.selection.solvers import GreedySolver
     from tests.dictionaries import make_scores
 
     scores = make_scores({"a": (100, [(20, 0.9), (50, 0.99)]), "b": (100, [(20, 0.9), (50, 0.99)])})

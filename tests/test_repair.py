@@ -25,10 +25,10 @@ from greedy_compress import (
     predicted_score,
     repair_selection,
 )
-from greedy_compress.data import load_digits_data
-from greedy_compress.models import TinyResNet
-from greedy_compress.solvers import GreedySolver
-from greedy_compress.training import train_classifier
+from greedy_compress.demo.data import load_digits_data
+from greedy_compress.demo.models import TinyResNet
+from greedy_compress.selection.solvers import GreedySolver
+from greedy_compress.demo.training import train_classifier
 
 
 class Counting:

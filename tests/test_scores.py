@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from greedy_compress.exceptions import ScoresFormatError, ScoresMismatchError
-from greedy_compress.scores import FORMAT_VERSION, EvalScores
-from greedy_compress.search import build_eval_scores
+from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
+from greedy_compress.dictionary.scores import FORMAT_VERSION, EvalScores
+from greedy_compress.dictionary.build import build_eval_scores
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_compress.exceptions import (
+from greedy_compress.errors import (
     GreedyCompressError,
     NoCompressibleLayerError,
     ScoresMismatchError,
 )
-from greedy_compress.search import build_eval_scores
+from greedy_compress.dictionary.build import build_eval_scores
 
 SHAPE = (1, 1, 8, 8)
 
@@ -175,7 +175,7 @@ def test_a_bad_baseline_score_is_an_error(tiny_net, result):
 
 
 def test_passes_are_planned_from_the_time_per_score():
-    from greedy_compress.search import _next_pass
+    from greedy_compress.dictionary.build import _next_pass
 
     pending = [("a", [1, 2]), ("b", [1, 2, 3]), ("c", [1]), ("d", [1, 2])]
     assert _next_pass(pending, None, 10.0) == pending[:1]  # nothing timed yet: one layer

@@ -5,12 +5,12 @@ import random
 import pytest
 from dictionaries import TWO_LAYERS, make_scores
 
-from greedy_compress.exceptions import (
+from greedy_compress.errors import (
     InvalidParameterError,
     ScoresFormatError,
     TargetUnreachableError,
 )
-from greedy_compress.solvers import (
+from greedy_compress.selection.solvers import (
     GreedySolver,
     Selection,
     available_solvers,

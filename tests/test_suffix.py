@@ -13,9 +13,9 @@ from _fast_models import DataDependent, make_data, make_model
 from torch import nn
 
 from evaluators import NegativeLoss, TopKAccuracy
-from greedy_compress.exceptions import InvalidParameterError
-from greedy_compress.search import build_eval_scores
-from greedy_compress.suffix import (
+from greedy_compress.errors import InvalidParameterError
+from greedy_compress.dictionary.build import build_eval_scores
+from greedy_compress.dictionary.suffix import (
     SuffixScorer,
     SuffixUnavailable,
     _call_candidate,
@@ -23,7 +23,7 @@ from greedy_compress.suffix import (
     split_stages,
     trace_model,
 )
-from greedy_compress.swap import swapped
+from greedy_compress.model.swap import swapped
 
 SHAPE = (1, 1, 8, 8)
 
@@ -112,7 +112,7 @@ class CountingCalls:
 def test_the_front_of_the_network_runs_once_per_batch_and_pass(monkeypatch, pass_seconds):
     """With ``_PASS_SECONDS`` 0 every layer gets its own pass over the data; with inf the
     first layer does (nothing is timed yet) and all the others share one."""
-    import greedy_compress.search as search
+    import greedy_compress.dictionary.build as search
 
     monkeypatch.setattr(search, "_PASS_SECONDS", pass_seconds)
     data = make_data(n=48, batch_size=16)  # 3 batches
@@ -250,7 +250,7 @@ def test_a_model_fx_cannot_trace_falls_back_with_one_warning():
 
 
 def test_a_plain_callable_evaluator_is_evaluated_on_whole_models(monkeypatch):
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     def no_trace(*_args, **_kwargs):
         raise AssertionError("a plain callable evaluator must not trigger tracing")
@@ -273,7 +273,7 @@ def test_a_plain_callable_evaluator_is_evaluated_on_whole_models(monkeypatch):
 
 
 def test_fast_false_never_traces(monkeypatch):
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     monkeypatch.setattr(suffix, "trace_model", lambda *a, **k: pytest.fail("traced"))
     build_eval_scores(
@@ -347,7 +347,7 @@ def test_branchnet_cut_really_contains_the_in_place_relu():
 @pytest.mark.parametrize("workers", [1, 3])
 def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch, workers):
     """The equality tests above can fail: blind the in-place detection and they do."""
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     model = make_model("branch")
     evaluator = NegativeLoss(make_data())
@@ -366,7 +366,7 @@ def test_without_the_version_check_in_place_ops_would_corrupt_scores(monkeypatch
 
 
 def test_a_batch_evaluator_with_its_own_call_is_evaluated_on_whole_models(monkeypatch):
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     class Softened(NegativeLoss):
         def __call__(self, model: nn.Module) -> float:
@@ -492,7 +492,7 @@ def test_a_write_that_starts_in_a_later_batch_reruns_that_batch(workers):
 def test_stages_whose_candidates_do_not_divide_evenly_are_paired_after_the_first_batch(
     monkeypatch,
 ):
-    import greedy_compress.suffix as suffix
+    import greedy_compress.dictionary.suffix as suffix
 
     rounds: list[set] = []
     run = suffix._Workers.run
@@ -529,7 +529,7 @@ class InterruptedLoss(NegativeLoss):
 
 def test_a_build_interrupted_in_a_pass_keeps_earlier_passes_and_resumes(monkeypatch, tmp_path):
     """Passes: the baseline, the first layer alone, then all the others together."""
-    import greedy_compress.search as search
+    import greedy_compress.dictionary.build as search
 
     monkeypatch.setattr(search, "_PASS_SECONDS", float("inf"))
     model, data = make_model("vgg"), make_data()

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from greedy_compress.cost import Cost
+from greedy_compress.model.cost import Cost
 from greedy_compress.graph.dependency import ChannelGroup, DependencyGraph, Layout, ModuleUse
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from greedy_compress.exceptions import GraphTraceError
+from greedy_compress.errors import GraphTraceError
 from greedy_compress.graph.dependency import (
     ChannelGroup,
     DependencyGraph,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from greedy_compress._registry import Registry
+from greedy_compress._util.registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
 from greedy_compress.schemes.channel_pruning import ChannelPruning
 from greedy_compress.schemes.cp import CP, cp_decompose

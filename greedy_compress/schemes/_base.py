@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from greedy_compress.cost import Cost, CostMetric
-from greedy_compress.layers import LayerInfo, ModelProfile
+from greedy_compress.model.cost import Cost, CostMetric
+from greedy_compress.model.profile import LayerInfo, ModelProfile
 
 __all__ = ["Candidate", "Factorization", "Scheme"]
 

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._validation import bad_parameter
-from greedy_compress.cost import Cost, measure_cost
-from greedy_compress.exceptions import GreedyCompressError
+from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.model.cost import Cost, measure_cost
+from greedy_compress.errors import GreedyCompressError
 from greedy_compress.graph import (
     ChannelGroup,
     DependencyGraph,
@@ -28,7 +28,7 @@ from greedy_compress.graph import (
     group_replacements,
     pruned_cost,
 )
-from greedy_compress.layers import LayerInfo, ModelProfile
+from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.schemes._base import Factorization, Scheme
 
 __all__ = ["GroupPruning", "PruningFactorization"]

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from greedy_compress._validation import check_positive_int
+from greedy_compress._util.constraints import check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph, group_replacements
 from greedy_compress.graph.prune import ORIGINAL_OUTPUTS
-from greedy_compress.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 

@@ -10,7 +10,7 @@ Fitting: tensorly's ``parafac`` (ALS from an SVD start, at most ``n_iter_max`` s
 always stops). A CP fit cannot be truncated, so each rank is fitted once per layer and
 cached; :attr:`~_CPFactorization.fits` records the relative kernel error, the sweeps used and
 whether ALS converged. A non-finite or diverged fit is retried from a random start; if that
-fails too, :class:`~greedy_compress.exceptions.DecompositionError` names the layer and rank.
+fails too, :class:`~greedy_compress.errors.DecompositionError` names the layer and rank.
 
 **Maximum rank.** Any kernel is exactly a sum of ``prod(shape) / max(shape)`` rank-one terms
 (one per index of the smaller modes), so that is ``max_rank``; there the exact
@@ -29,10 +29,10 @@ from tensorly.cp_tensor import cp_to_tensor
 from tensorly.decomposition import parafac
 from torch import nn
 
-from greedy_compress._validation import bad_parameter
-from greedy_compress.cost import Cost
-from greedy_compress.exceptions import DecompositionError
-from greedy_compress.layers import LayerInfo
+from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.model.cost import Cost
+from greedy_compress.errors import DecompositionError
+from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._separable import split_conv_pair
 from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend

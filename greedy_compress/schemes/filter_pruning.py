@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._validation import bad_parameter, check_positive_int
-from greedy_compress.criteria import ChannelEvidence, Criterion, get_criterion
+from greedy_compress._util.constraints import bad_parameter, check_positive_int
+from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
 from greedy_compress.graph import ChannelGroup, DependencyGraph
-from greedy_compress.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._pruning import GroupPruning
 
 __all__ = ["FilterPruning", "IndexPruning", "filter_pruning_scheme"]
@@ -130,7 +130,7 @@ class IndexPruning(FilterPruning):
 
     Args:
         indices: ``{layer name: channel indices to remove}``; a selection made by
-            :func:`greedy_compress.manual.manual_selection` carries them too.
+            :func:`greedy_compress.selection.manual.manual_selection` carries them too.
 
     Example:
         >>> scheme = IndexPruning(indices={"features.0": [0, 5]})  # doctest: +SKIP

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from greedy_compress.cost import Cost
-from greedy_compress.layers import LayerInfo
+from greedy_compress.model.cost import Cost
+from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._separable import split_conv_pair
 from greedy_compress.schemes._svd import SplitSVD

@@ -1,0 +1,44 @@
+"""A name -> class registry, shared by schemes and solvers."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from greedy_compress._util.constraints import bad_parameter
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Classes of one kind (``base``) by their ``name`` attribute.
+
+    Example:
+        >>> schemes = Registry("scheme", Scheme)          # doctest: +SKIP
+        >>> schemes.register(WeightSVD)                    # doctest: +SKIP
+        >>> schemes.get("weight_svd", owner="compress")    # doctest: +SKIP
+    """
+
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind = kind
+        self.base = base
+        self._classes: dict[str, type[T]] = {}
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._classes)
+
+    def register(self, cls: type[T]) -> type[T]:
+        """Add ``cls`` under ``cls.name``; usable as a decorator."""
+        self._classes[cls.name] = cls  # type: ignore[attr-defined]
+        return cls
+
+    def get(self, value: Any, owner: str) -> T:
+        """An instance for a registered name, or ``value`` itself if already an instance."""
+        if isinstance(value, self.base):
+            return value
+        if not isinstance(value, str) or value not in self._classes:
+            allowed = "one of " + ", ".join(repr(n) for n in self.names())
+            raise bad_parameter(self.kind, owner, allowed, value)
+        return self._classes[value]()

@@ -1,0 +1,129 @@
+"""Mixed-scheme dictionaries: several schemes' candidates for the same layers in one.
+
+Build one dictionary per scheme on the same model, evaluator and settings, then combine them;
+every solver then picks a scheme *and* a rank per layer, and :func:`apply_selection` builds
+each layer with its own scheme. The combined dictionary is an ordinary :class:`EvalScores`
+whose scheme is ``"mixed"`` and whose entries each name their scheme, so it saves, loads and
+solves like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.errors import ScoresMismatchError
+from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
+
+__all__ = ["MIXED_SCHEME", "combine_scores"]
+
+MIXED_SCHEME = "mixed"
+
+# Fingerprint fields allowed to differ between the dictionaries combined: the scheme is the
+# point, and each scheme may use its own candidate ratios.
+_PER_SCHEME_FIELDS = ("scheme", "candidates")
+
+
+def _merge_order(orders: Sequence[Sequence[str]]) -> list[str]:
+    """Union of several network-ordered name lists, keeping each list's order."""
+    merged: list[str] = []
+    for order in orders:
+        previous = -1
+        for name in order:
+            if name in merged:
+                previous = merged.index(name)
+            else:
+                merged.insert(previous + 1, name)
+                previous += 1
+    return merged
+
+
+def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 1e-6) -> EvalScores:
+    """One dictionary holding the entries of several single-scheme dictionaries.
+
+    Args:
+        scores: complete dictionaries built on the same model, evaluator, cost metric,
+            multiplicity and input shape, each with a different scheme.
+        baseline_tolerance: largest allowed difference between their baseline scores (they
+            evaluate the same uncompressed model; a noisy evaluator may differ slightly).
+
+    Returns:
+        An :class:`EvalScores` with scheme ``"mixed"``; each entry names its scheme.
+
+    Raises:
+        InvalidParameterError: fewer than two dictionaries, a scheme repeated, an incomplete
+            or already mixed dictionary.
+        ScoresMismatchError: the dictionaries were made for different models or settings.
+
+    Example:
+        >>> both = [build_eval_scores(model, evaluator, scheme=s, input_shape=shape)
+        ...         for s in ("spatial_svd", "weight_svd")]                  # doctest: +SKIP
+        >>> select(combine_scores(both), target=0.5, solver="knapsack")     # doctest: +SKIP
+    """
+    owner = "combine_scores"
+    scores = list(scores)
+    if len(scores) < 2 or not all(isinstance(s, EvalScores) for s in scores):
+        raise bad_parameter("scores", owner, "a sequence of at least two EvalScores", scores)
+    names = [s.scheme for s in scores]
+    if MIXED_SCHEME in names or len(set(names)) != len(names):
+        raise bad_parameter(
+            "scores", owner, "dictionaries of distinct single schemes", f"schemes {names}"
+        )
+    incomplete = [s.scheme for s in scores if not s.is_complete]
+    if incomplete:
+        raise bad_parameter("scores", owner, "complete dictionaries", f"incomplete {incomplete}")
+
+    first = scores[0]
+    shared = {k: v for k, v in first.fingerprint.items() if k not in _PER_SCHEME_FIELDS}
+    for other in scores[1:]:
+        differing = [
+            f"{key!r} ({first.scheme}: {first.fingerprint.get(key)!r}, "
+            f"{other.scheme}: {other.fingerprint.get(key)!r})"
+            for key in sorted(set(shared) | set(other.fingerprint))
+            if key not in _PER_SCHEME_FIELDS
+            and first.fingerprint.get(key) != other.fingerprint.get(key)
+        ]
+        if other.model_cost != first.model_cost:
+            differing.append(f"model cost ({first.model_cost} vs {other.model_cost})")
+        if abs(other.baseline - first.baseline) > baseline_tolerance:
+            differing.append(f"baseline score ({first.baseline!r} vs {other.baseline!r})")
+        if differing:
+            raise ScoresMismatchError(
+                "The dictionaries to combine were made for different models or settings: "
+                + "; ".join(differing)
+                + ". Build each scheme's dictionary on the same model, evaluator and settings."
+            )
+
+    planned = _merge_order([s.planned for s in scores])
+    layers: dict[str, LayerScores] = {}
+    for name in planned:
+        having = [s for s in scores if name in s.layers]
+        entries = [
+            ScoreEntry(e.ratio, e.rank, e.real_ratio, e.cost, e.score, scheme=s.scheme)
+            for s in having
+            for e in s.layers[name].entries
+        ]
+        entries.sort(key=lambda e: (e.real_ratio, str(e.scheme)))
+        layers[name] = LayerScores(info=having[0].layers[name].info, entries=tuple(entries))
+    # A layer is skipped only when no scheme could compress it.
+    skipped_names = _merge_order([list(s.skipped) for s in scores])
+    skipped = {
+        name: "; ".join(f"{s.scheme}: {s.skipped[name]}" for s in scores if name in s.skipped)
+        for name in skipped_names
+        if name not in layers
+    }
+    fingerprint: dict[str, Any] = {
+        **shared,
+        "scheme": MIXED_SCHEME,
+        "schemes": names,
+        "candidates": {s.scheme: s.fingerprint.get("candidates") for s in scores},
+    }
+    return EvalScores(
+        fingerprint=fingerprint,
+        baseline=first.baseline,
+        model_cost=first.model_cost,
+        planned=tuple(planned),
+        layers=layers,
+        skipped=skipped,
+    )

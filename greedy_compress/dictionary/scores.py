@@ -1,0 +1,259 @@
+"""The eval-score dictionary: for each layer and candidate ratio, the model's score with only
+that layer compressed. Plain data, saved as versioned JSON (never pickle)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from greedy_compress._util.io import atomic_write_json, read_json
+from greedy_compress.model.cost import Cost, CostMetric
+from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
+from greedy_compress.model.profile import LayerInfo
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "EvalScores", "LayerScores", "ScoreEntry"]
+
+FORMAT_NAME = "greedy-compress/eval-scores"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    """The score of the model with one layer compressed at one candidate.
+
+    ``score`` is None when the evaluator returned a non-finite value (the compressed model
+    broke); solvers treat that as worse than any score. ``scheme`` is set only in a
+    mixed-scheme dictionary (:func:`greedy_compress.dictionary.mixed.combine_scores`), where entries of
+    several schemes share a layer; it is None when the dictionary's scheme applies.
+    """
+
+    ratio: float
+    rank: int
+    real_ratio: float
+    cost: Cost
+    score: float | None
+    scheme: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON (``scheme`` only when set, so old files stay identical)."""
+        data = {
+            "ratio": self.ratio,
+            "rank": self.rank,
+            "real_ratio": self.real_ratio,
+            "cost": self.cost.to_dict(),
+            "score": self.score,
+        }
+        if self.scheme is not None:
+            data["scheme"] = self.scheme
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreEntry:
+        """Inverse of :meth:`to_dict`."""
+        score = data["score"]
+        return cls(
+            ratio=float(data["ratio"]),
+            rank=int(data["rank"]),
+            real_ratio=float(data["real_ratio"]),
+            cost=Cost.from_dict(data["cost"]),
+            score=None if score is None else float(score),
+            scheme=None if data.get("scheme") is None else str(data["scheme"]),
+        )
+
+
+@dataclass(frozen=True)
+class LayerScores:
+    """One layer's shape facts and its scored candidates, ordered by ratio."""
+
+    info: LayerInfo
+    entries: tuple[ScoreEntry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        return {"info": self.info.to_dict(), "entries": [e.to_dict() for e in self.entries]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerScores:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            info=LayerInfo.from_dict(data["info"]),
+            entries=tuple(ScoreEntry.from_dict(e) for e in data["entries"]),
+        )
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    """An eval-score dictionary, complete or partial.
+
+    Attributes:
+        fingerprint: what the scores depend on (see :mod:`greedy_compress.dictionary.fingerprint`).
+        baseline: score of the uncompressed model.
+        model_cost: measured cost of the uncompressed model.
+        planned: the layers to score, in network order.
+        layers: the layers scored so far.
+        skipped: layers the scheme cannot compress, with the reason.
+
+    Example:
+        >>> scores = EvalScores.load("scores.json")  # doctest: +SKIP
+        >>> scores.table()["conv2"]                   # doctest: +SKIP
+        {0.1: 0.41, 0.2: 0.77, ...}
+    """
+
+    fingerprint: dict[str, Any]
+    baseline: float
+    model_cost: Cost
+    planned: tuple[str, ...]
+    layers: dict[str, LayerScores] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        """Name of the scheme the scores were made with."""
+        return str(self.fingerprint["scheme"])
+
+    @property
+    def metric(self) -> CostMetric:
+        """The cost metric ranks were chosen for (``"mac"`` or ``"memory"``)."""
+        return self.fingerprint["cost"]
+
+    @property
+    def is_complete(self) -> bool:
+        """True once every planned layer has been scored."""
+        return all(name in self.layers for name in self.planned)
+
+    @property
+    def missing(self) -> list[str]:
+        """Planned layers not scored yet, in network order."""
+        return [name for name in self.planned if name not in self.layers]
+
+    def table(self) -> dict[str, dict[float, float | None]]:
+        """``{layer: {real_ratio: score}}`` including ratio 1.0 (the baseline)."""
+        return {
+            name: {**{e.real_ratio: e.score for e in layer.entries}, 1.0: self.baseline}
+            for name, layer in self.layers.items()
+        }
+
+    def to_table(self) -> str:
+        """A human-readable summary: settings, then score per layer and candidate."""
+        fp = self.fingerprint
+        lines = [
+            f"scheme {self.scheme}, cost metric {self.metric}, "
+            f"multiplicity {fp.get('multiplicity')}",
+            f"evaluator {fp.get('evaluator')}, input shape {fp.get('input_shape')}",
+            f"baseline score {self.baseline:.4f}; model {self.model_cost.macs:,} MACs, "
+            f"{self.model_cost.params:,} params",
+            f"layers scored {len(self.layers)} of {len(self.planned)}"
+            + ("" if self.is_complete else f" (missing: {', '.join(self.missing)})"),
+        ]
+        width = max([len("layer"), *(len(name) for name in self.layers)])
+        for name, layer in self.layers.items():
+            share = layer.info.cost.get(self.metric) / max(1, self.model_cost.get(self.metric))
+            lines.append(f"{name:<{width}}  ({share:.1%} of model {self.metric})")
+            for entry in layer.entries:
+                score = "failed" if entry.score is None else f"{entry.score:.4f}"
+                scheme = "" if entry.scheme is None else f"{entry.scheme} "
+                lines.append(
+                    f"  {scheme}ratio {entry.ratio:.2f} -> real {entry.real_ratio:.3f}, "
+                    f"rank {entry.rank:>4}: {score}"
+                )
+        for name, reason in self.skipped.items():
+            lines.append(f"skipped {name}: {reason}")
+        return "\n".join(lines)
+
+    def with_layer(self, name: str, layer: LayerScores) -> EvalScores:
+        """A copy with ``layer`` added (the dictionary itself stays immutable)."""
+        return EvalScores(
+            fingerprint=self.fingerprint,
+            baseline=self.baseline,
+            model_cost=self.model_cost,
+            planned=self.planned,
+            layers={**self.layers, name: layer},
+            skipped=self.skipped,
+        )
+
+    # Serialization
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON, with the format name and version."""
+        from greedy_compress import __version__
+
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "greedy_compress_version": __version__,
+            "fingerprint": self.fingerprint,
+            "baseline": self.baseline,
+            "model_cost": self.model_cost.to_dict(),
+            "planned": list(self.planned),
+            "layers": {name: layer.to_dict() for name, layer in self.layers.items()},
+            "skipped": dict(self.skipped),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> EvalScores:
+        """Inverse of :meth:`to_dict`; raises :class:`ScoresFormatError` on anything else."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ScoresFormatError(f"{source} is not a greedy-compress eval-score file.")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ScoresFormatError(
+                f"{source} has format_version {version!r}; this greedy-compress reads "
+                f"version {FORMAT_VERSION}."
+            )
+        try:
+            baseline = float(data["baseline"])
+            if not math.isfinite(baseline):
+                raise ValueError("baseline is not finite")
+            return cls(
+                fingerprint=dict(data["fingerprint"]),
+                baseline=baseline,
+                model_cost=Cost.from_dict(data["model_cost"]),
+                planned=tuple(data["planned"]),
+                layers={n: LayerScores.from_dict(v) for n, v in data["layers"].items()},
+                skipped=dict(data["skipped"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ScoresFormatError(f"{source} is malformed: {error!r}") from error
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the dictionary to ``path`` atomically."""
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None
+    ) -> EvalScores:
+        """Read a dictionary; with ``expect`` (a fingerprint), check it was made for that.
+
+        Raises:
+            ScoresFormatError: not JSON, or not a format version we read.
+            ScoresMismatchError: ``expect`` given and some fingerprint fields differ.
+        """
+        try:
+            data = read_json(path)
+        except json.JSONDecodeError as error:
+            raise ScoresFormatError(f"{os.fspath(path)} is not valid JSON: {error}") from error
+        except UnicodeDecodeError as error:
+            raise ScoresFormatError(f"{os.fspath(path)} is not a text file: {error}") from error
+        scores = cls.from_dict(data, source=os.fspath(path))
+        if expect is not None:
+            scores.check_fingerprint(expect, source=os.fspath(path))
+        return scores
+
+    def check_fingerprint(self, expect: Mapping[str, Any], source: str = "the dictionary") -> None:
+        """Raise :class:`ScoresMismatchError` naming every field that differs from ``expect``."""
+        differing = [
+            f"{key!r} (file: {self.fingerprint.get(key)!r}, now: {expect[key]!r})"
+            for key in expect
+            if self.fingerprint.get(key) != expect[key]
+        ]
+        if differing:
+            raise ScoresMismatchError(
+                f"{source} was made for a different model or setting: "
+                + "; ".join(differing)
+                + ". Use another scores path, or delete the file to rebuild it."
+            )

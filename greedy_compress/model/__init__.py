@@ -1,0 +1,2 @@
+"""The model as the rest of the pipeline sees it: compressible layers by name, costs, tracing,
+sampled activations, module swaps and hashes."""

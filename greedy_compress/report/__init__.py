@@ -1,0 +1,1 @@
+"""What happened: the compression report, analysis records of a dictionary, and plots."""

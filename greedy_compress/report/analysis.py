@@ -1,0 +1,498 @@
+"""What a saved dictionary says, as small plain records: the data behind every plot.
+
+Nothing here evaluates a model: each function reads an :class:`EvalScores` (and selections
+solved from it), so a notebook can call them on a dictionary it already paid for and print
+or plot the result. :mod:`greedy_compress.report.plots` draws these records.
+
+Predicted scores use the additive model: a selection's score is the baseline plus, for each
+compressed layer, the change that layer caused when it was compressed alone,
+``baseline + sum(single_layer_score - baseline)``. Layers interact, so this is an estimate;
+pass measured points where you have them to see how far off it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from greedy_compress._util.constraints import bad_parameter, check_open_unit
+from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.errors import ScoresMismatchError, TargetUnreachableError
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.selection.solvers import GreedySolver, Selection, Solver, available_solvers, get_solver
+
+__all__ = [
+    "LayerSelection",
+    "MeasuredPoint",
+    "SelectionData",
+    "SensitivityCurve",
+    "SensitivityData",
+    "StrategyComparison",
+    "TradeoffData",
+    "TradeoffPoint",
+    "compare_selections",
+    "predicted_score",
+    "reachable_ratio",
+    "selection_data",
+    "sensitivity",
+    "solve_strategies",
+    "tradeoff_curve",
+]
+
+DEFAULT_TRADEOFF_POINTS = 25
+
+
+# Sensitivity
+
+
+@dataclass(frozen=True)
+class SensitivityCurve:
+    """One layer's score against the fraction of its cost kept, the others left alone.
+
+    Attributes:
+        name: the layer's fully-qualified name.
+        ratios: real kept ratios of the layer's cost, ascending, ending with 1.0 (untouched).
+        scores: the score at each ratio (the baseline at 1.0); None where the evaluator
+            returned no finite score.
+        cost_share: the layer's share of the model's cost, in the dictionary's metric.
+        mean_drop: mean of ``baseline - score`` over the scored candidates; the larger, the
+            more sensitive the layer.
+        failed: how many candidates have no score.
+    """
+
+    name: str
+    ratios: tuple[float, ...]
+    scores: tuple[float | None, ...]
+    cost_share: float
+    mean_drop: float
+    failed: int
+
+
+@dataclass(frozen=True)
+class SensitivityData:
+    """Every scored layer's :class:`SensitivityCurve`, in network order, and the baseline."""
+
+    scheme: str
+    metric: CostMetric
+    baseline: float
+    curves: tuple[SensitivityCurve, ...]
+
+    def most_sensitive(self, count: int | None = None) -> list[str]:
+        """Layer names, most sensitive first (any failed candidate, then largest mean drop).
+
+        Example:
+            >>> sensitivity(scores).most_sensitive(2)  # doctest: +SKIP
+            ['features.0', 'features.3']
+        """
+        ranked = sorted(self.curves, key=lambda c: (c.failed > 0, c.mean_drop), reverse=True)
+        return [c.name for c in ranked[:count]]
+
+
+def sensitivity(scores: EvalScores) -> SensitivityData:
+    """Per-layer sensitivity curves of a (possibly partial) dictionary.
+
+    Candidates that rounded to the same rank appear once. Ratios are the real kept ratios
+    (after rank rounding) in the dictionary's cost metric.
+
+    Example:
+        >>> data = sensitivity(EvalScores.load("scores.json"))  # doctest: +SKIP
+        >>> data.curves[0].ratios, data.curves[0].scores        # doctest: +SKIP
+        ((0.34, 0.69, 1.0), (0.15, 0.42, 0.997))
+    """
+    total = max(1, scores.model_cost.get(scores.metric))
+    curves = []
+    for name in [n for n in scores.planned if n in scores.layers]:
+        layer = scores.layers[name]
+        by_rank = {e.rank: e for e in layer.entries}
+        entries = sorted(by_rank.values(), key=lambda e: e.real_ratio)
+        scored = [e.score for e in entries if e.score is not None]
+        drops = [scores.baseline - s for s in scored]
+        curves.append(
+            SensitivityCurve(
+                name=name,
+                ratios=(*(e.real_ratio for e in entries), 1.0),
+                scores=(*(e.score for e in entries), scores.baseline),
+                cost_share=layer.info.cost.get(scores.metric) / total,
+                mean_drop=sum(drops) / len(drops) if drops else 0.0,
+                failed=len(entries) - len(scored),
+            )
+        )
+    return SensitivityData(
+        scheme=scores.scheme, metric=scores.metric, baseline=scores.baseline, curves=tuple(curves)
+    )
+
+
+# One selection
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """What a selection does to one scored layer.
+
+    Attributes:
+        name: the layer's fully-qualified name.
+        ratio: kept fraction of the layer's cost (1.0: left alone).
+        rank: the chosen rank, None when left alone.
+        cost_share: the layer's share of the model's cost before compression.
+        kept_share: share of the original model's cost the layer keeps (``cost_share * ratio``).
+        score: the model's score with only this layer compressed this way (the baseline when
+            left alone; -inf when the evaluator failed there).
+    """
+
+    name: str
+    ratio: float
+    rank: int | None
+    cost_share: float
+    kept_share: float
+    score: float
+
+
+@dataclass(frozen=True)
+class SelectionData:
+    """A selection laid out per layer in network order, with its predicted score.
+
+    ``predicted_score`` uses the additive model (see :func:`predicted_score`);
+    ``measured_score`` is the real score where the caller measured one.
+    """
+
+    label: str
+    solver: str
+    metric: CostMetric
+    target: float
+    predicted_ratio: float
+    predicted_score: float
+    baseline: float
+    layers: tuple[LayerSelection, ...]
+    measured_score: float | None = None
+
+
+def _check_matches(scores: EvalScores, selection: Selection, owner: str) -> None:
+    unknown = [name for name in selection.choices if name not in scores.layers]
+    if selection.scheme != scores.scheme or unknown:
+        problem = (
+            f"layers {', '.join(map(repr, unknown))} are not in the dictionary"
+            if unknown
+            else f"it was made with scheme {selection.scheme!r}, the dictionary with "
+            f"{scores.scheme!r}"
+        )
+        raise ScoresMismatchError(
+            f"{owner}: the selection does not come from this dictionary: {problem}."
+        )
+
+
+def predicted_score(scores: EvalScores, selection: Selection) -> float:
+    """The selection's score under the additive model.
+
+    ``baseline + sum over compressed layers of (single-layer score - baseline)``: each
+    layer's effect is measured with the others untouched, and the effects are assumed to
+    add up. Returns -inf when a chosen candidate has no finite score.
+
+    Raises:
+        ScoresMismatchError: the selection names layers the dictionary lacks, or another scheme.
+
+    Example:
+        >>> selection = select(scores, target=0.5)   # doctest: +SKIP
+        >>> predicted_score(scores, selection)       # doctest: +SKIP
+        0.9888
+    """
+    _check_matches(scores, selection, "predicted_score")
+    return scores.baseline + sum(
+        choice.predicted_score - scores.baseline for choice in selection.choices.values()
+    )
+
+
+def selection_data(
+    scores: EvalScores,
+    selection: Selection,
+    *,
+    label: str | None = None,
+    measured_score: float | None = None,
+) -> SelectionData:
+    """Per-layer chosen ratio and cost share of ``selection``, in network order.
+
+    Args:
+        scores: the dictionary the selection was solved from.
+        selection: the selection.
+        label: a name for legends (default ``"<solver> @ <target>"``).
+        measured_score: the compressed model's real score, if you evaluated it.
+
+    Example:
+        >>> data = selection_data(scores, select(scores, target=0.5))  # doctest: +SKIP
+        >>> [(row.name, round(row.ratio, 2)) for row in data.layers]   # doctest: +SKIP
+        [('features.0', 1.0), ('features.3', 0.59), ...]
+    """
+    _check_matches(scores, selection, "selection_data")
+    metric = selection.metric
+    total = max(1, scores.model_cost.get(metric))
+    rows = []
+    for name in [n for n in scores.planned if n in scores.layers]:
+        share = scores.layers[name].info.cost.get(metric) / total
+        choice = selection.choices.get(name)
+        if choice is None:
+            rows.append(LayerSelection(name, 1.0, None, share, share, scores.baseline))
+        else:
+            kept = share * choice.ratio
+            rows.append(
+                LayerSelection(name, choice.ratio, choice.rank, share, kept, choice.predicted_score)
+            )
+    return SelectionData(
+        label=label or f"{selection.solver} @ {selection.target:g}",
+        solver=selection.solver,
+        metric=metric,
+        target=selection.target,
+        predicted_ratio=selection.predicted_ratio,
+        predicted_score=predicted_score(scores, selection),
+        baseline=scores.baseline,
+        layers=tuple(rows),
+        measured_score=measured_score,
+    )
+
+
+# The trade-off curve
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """The solver's answer for one target: kept cost ratio and additive predicted score."""
+
+    target: float
+    predicted_ratio: float
+    predicted_score: float
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    """A compressed model you really evaluated: its kept cost ratio and score."""
+
+    ratio: float
+    score: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class TradeoffData:
+    """Predicted score against kept cost ratio over many targets, plus measured points.
+
+    Attributes:
+        solver: name of the solver used.
+        metric: the cost metric of the ratios.
+        baseline: the uncompressed model's score.
+        min_ratio: the smallest kept ratio the dictionary can reach.
+        points: one per reachable target, in the order given.
+        measured: points the caller measured.
+        unreachable: targets below ``min_ratio``, left out of ``points``.
+        lowest_score: the lowest score anyone measured (a single-layer score in the
+            dictionary, or a measured point). The additive model can predict far below it,
+            even below any possible score, so plots clip the axis there.
+    """
+
+    solver: str
+    metric: CostMetric
+    baseline: float
+    min_ratio: float
+    points: tuple[TradeoffPoint, ...]
+    measured: tuple[MeasuredPoint, ...] = ()
+    unreachable: tuple[float, ...] = field(default_factory=tuple)
+    lowest_score: float = -math.inf
+
+
+def reachable_ratio(scores: EvalScores, *, metric: CostMetric | None = None) -> float:
+    """The smallest kept cost ratio: every scored layer at its cheapest candidate.
+
+    Example:
+        >>> reachable_ratio(scores)  # doctest: +SKIP
+        0.0987
+    """
+    metric = scores.metric if metric is None else check_metric(metric, "reachable_ratio")
+    total = max(1, scores.model_cost.get(metric))
+    kept = total
+    for layer in scores.layers.values():
+        original = layer.info.cost.get(metric)
+        kept -= original - min([original, *(e.cost.get(metric) for e in layer.entries)])
+    return kept / total
+
+
+def _measured(points: Iterable[MeasuredPoint | tuple[float, float]]) -> tuple[MeasuredPoint, ...]:
+    result = []
+    for point in points:
+        if isinstance(point, MeasuredPoint):
+            result.append(point)
+        else:
+            ratio, score = point
+            result.append(MeasuredPoint(float(ratio), float(score)))
+    return tuple(result)
+
+
+def tradeoff_curve(
+    scores: EvalScores,
+    *,
+    targets: Sequence[float] | None = None,
+    solver: str | Solver = "greedy",
+    metric: CostMetric | None = None,
+    measured: Iterable[MeasuredPoint | tuple[float, float]] = (),
+) -> TradeoffData:
+    """Re-solve the dictionary for many targets; nothing is evaluated.
+
+    Args:
+        scores: a complete dictionary.
+        targets: kept-cost targets in (0, 1); default 25 evenly spaced from the smallest
+            reachable ratio to 0.95. Targets below the reachable ratio are listed in
+            ``unreachable`` instead of failing the whole curve.
+        solver: a solver name or instance.
+        metric: cost metric (default: the dictionary's).
+        measured: ``MeasuredPoint`` or ``(ratio, score)`` pairs from real evaluations.
+
+    Returns:
+        :class:`TradeoffData`; predicted scores use the additive model (see
+        :func:`predicted_score`).
+
+    Example:
+        >>> curve = tradeoff_curve(scores, targets=[0.3, 0.5, 0.7])   # doctest: +SKIP
+        >>> [(p.predicted_ratio, p.predicted_score) for p in curve.points]  # doctest: +SKIP
+    """
+    owner = "tradeoff_curve"
+    solver = get_solver(solver, owner)
+    metric = scores.metric if metric is None else check_metric(metric, owner)
+    low = reachable_ratio(scores, metric=metric)
+    if targets is None:
+        start = min(max(low, 0.01), 0.95)
+        step = (0.95 - start) / (DEFAULT_TRADEOFF_POINTS - 1)
+        targets = [start + i * step for i in range(DEFAULT_TRADEOFF_POINTS)]
+    else:
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence) or not targets:
+            raise bad_parameter("targets", owner, "a non-empty sequence of floats", targets)
+        targets = [check_open_unit(t, "targets", owner) for t in targets]
+    points, unreachable = [], []
+    for target in targets:
+        try:
+            selection = solver.solve(scores, target=target, metric=metric)
+        except TargetUnreachableError:
+            unreachable.append(target)
+            continue
+        points.append(
+            TradeoffPoint(target, selection.predicted_ratio, predicted_score(scores, selection))
+        )
+    measured = _measured(measured)
+    seen = [
+        scores.baseline,
+        *(m.score for m in measured),
+        *(e.score for layer in scores.layers.values() for e in layer.entries),
+    ]
+    return TradeoffData(
+        solver=solver.name,
+        metric=metric,
+        baseline=scores.baseline,
+        min_ratio=low,
+        points=tuple(points),
+        measured=measured,
+        unreachable=tuple(unreachable),
+        lowest_score=min(s for s in seen if s is not None and math.isfinite(s)),
+    )
+
+
+# Comparing strategies
+
+
+@dataclass(frozen=True)
+class StrategyComparison:
+    """Several selections of one dictionary side by side (layers in network order)."""
+
+    layers: tuple[str, ...]
+    strategies: tuple[SelectionData, ...]
+
+    def best(self) -> SelectionData:
+        """The strategy with the highest measured score, else the highest predicted one."""
+        measured = [s for s in self.strategies if s.measured_score is not None]
+        if measured:
+            return max(measured, key=lambda s: s.measured_score)  # type: ignore[arg-type,return-value]
+        return max(self.strategies, key=lambda s: s.predicted_score)
+
+
+def solve_strategies(
+    scores: EvalScores, *, target: float, solvers: Sequence[str | Solver] | None = None
+) -> dict[str, Selection]:
+    """Solve one target with several solvers, labelled for legends.
+
+    By default: every registered solver (``available_solvers()``, so solvers added later
+    appear on their own) plus AIMET's plain greedy, ``GreedySolver(fill_budget=False)``,
+    labelled ``"greedy (no fill)"``.
+
+    Example:
+        >>> {k: s.predicted_ratio for k, s in solve_strategies(scores, target=0.5).items()}
+        ... # doctest: +SKIP
+        {'greedy': 0.4988, 'greedy (no fill)': 0.3967}
+    """
+    target = check_open_unit(target, "target", "solve_strategies")
+    if solvers is None:
+        chosen: list[tuple[str, Solver]] = [
+            (name, get_solver(name, "solve_strategies")) for name in available_solvers()
+        ]
+        chosen.append(("greedy (no fill)", GreedySolver(fill_budget=False)))
+    else:
+        chosen = []
+        for item in solvers:
+            solver = get_solver(item, "solve_strategies")
+            chosen.append((item if isinstance(item, str) else solver.name, solver))
+    labels = _unique([label for label, _ in chosen])
+    return {
+        label: solver.solve(scores, target=target)
+        for label, (_, solver) in zip(labels, chosen, strict=True)
+    }
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    """The labels, with " (2)", " (3)"... appended to repeats so legends stay distinct."""
+    result: list[str] = []
+    for label in labels:
+        unique, number = label, 2
+        while unique in result:
+            unique, number = f"{label} ({number})", number + 1
+        result.append(unique)
+    return result
+
+
+def compare_selections(
+    scores: EvalScores,
+    selections: Mapping[str, Selection] | Sequence[Selection],
+    *,
+    measured: Mapping[str, float] | None = None,
+) -> StrategyComparison:
+    """Lay several selections of one dictionary side by side.
+
+    Args:
+        scores: the dictionary they were solved from.
+        selections: ``{label: selection}`` (e.g. from :func:`solve_strategies`), or a
+            sequence labelled ``"<solver> @ <target>"``.
+        measured: real scores by label, where you evaluated the compressed models.
+
+    Example:
+        >>> comparison = compare_selections(scores, solve_strategies(scores, target=0.5))
+        ... # doctest: +SKIP
+        >>> [(s.label, s.predicted_score) for s in comparison.strategies]  # doctest: +SKIP
+    """
+    owner = "compare_selections"
+    if isinstance(selections, Mapping):
+        labelled = list(selections.items())
+    elif isinstance(selections, Sequence) and not isinstance(selections, (str, bytes)):
+        labelled = [("", s) for s in selections]
+    else:
+        labelled = []
+    if not labelled or not all(isinstance(s, Selection) for _, s in labelled):
+        raise bad_parameter(
+            "selections", owner, "a non-empty mapping or sequence of Selection", selections
+        )
+    if not isinstance(selections, Mapping):
+        names = _unique([f"{s.solver} @ {s.target:g}" for _, s in labelled])
+        labelled = [(name, s) for name, (_, s) in zip(names, labelled, strict=True)]
+    measured = dict(measured or {})
+    unknown = sorted(set(measured) - {label for label, _ in labelled})
+    if unknown:
+        raise bad_parameter("measured", owner, "keyed by the selections' labels", unknown)
+    strategies = tuple(
+        selection_data(scores, s, label=label, measured_score=measured.get(label))
+        for label, s in labelled
+    )
+    return StrategyComparison(
+        layers=tuple(n for n in scores.planned if n in scores.layers), strategies=strategies
+    )

@@ -1,0 +1,412 @@
+"""Plots of a dictionary and of selections solved from it (matplotlib).
+
+Each ``plot_*`` function draws one record from :mod:`greedy_compress.report.analysis` on ``ax`` (a
+new figure when None), returns the Axes and never calls ``plt.show()``. :func:`save_plots`
+writes all of them to files without touching pyplot, so it needs no display.
+
+matplotlib is imported inside the functions: ``import greedy_compress`` stays light.
+
+Example:
+    >>> from greedy_compress.report.analysis import sensitivity
+    >>> ax = plot_sensitivity(sensitivity(scores))      # doctest: +SKIP
+    >>> ax.figure.savefig("sensitivity.png")             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from greedy_compress._util.io import atomic_write_bytes
+from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
+from greedy_compress.report.analysis import (
+    MeasuredPoint,
+    SelectionData,
+    SensitivityData,
+    StrategyComparison,
+    TradeoffData,
+    compare_selections,
+    selection_data,
+    sensitivity,
+    solve_strategies,
+    tradeoff_curve,
+)
+from greedy_compress.model.cost import CostMetric
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.selection.solvers import Selection, get_solver
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "PLOT_FORMATS",
+    "plot_comparison",
+    "plot_selection",
+    "plot_sensitivity",
+    "plot_tradeoff",
+    "save_plots",
+]
+
+PLOT_FORMATS = ("png", "svg")
+_COST_UNITS = {"mac": "MACs", "memory": "parameters"}
+_NEUTRAL = "#9a9a9a"
+
+
+def _units(metric: CostMetric) -> str:
+    return _COST_UNITS.get(metric, metric)
+
+
+# Figure sizes in inches; every legend sits right of the plot (it never covers data), so
+# each width includes about 3 inches for it. Bar charts grow with the layer count, capped.
+_MAX_WIDTH = 30.0
+
+
+def _sensitivity_size(data: SensitivityData) -> tuple[float, float]:
+    return (9.0, 4.5)
+
+
+def _selection_size(data: SelectionData) -> tuple[float, float]:
+    return (min(_MAX_WIDTH, max(5.0, 0.6 * len(data.layers) + 2.0) + 3.0), 4.5)
+
+
+def _tradeoff_size(data: TradeoffData) -> tuple[float, float]:
+    return (9.0, 4.5)
+
+
+def _comparison_size(data: StrategyComparison) -> tuple[float, float]:
+    bars = len(data.strategies) * len(data.layers)
+    return (min(_MAX_WIDTH, max(5.0, 0.25 * bars + 2.0) + 3.5), 4.5)
+
+
+def _legend_outside(ax: Axes) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
+def _layer_ticks(ax: Axes, names: Sequence[str]) -> None:
+    """Layer names under the bars, smaller when there are many so they do not overlap."""
+    size = 9 if len(names) <= 20 else 7 if len(names) <= 40 else 5
+    few = len(names) <= 20
+    ax.set_xticks(
+        range(len(names)), names, rotation=30 if few else 90, ha="right" if few else "center"
+    )
+    ax.tick_params(axis="x", labelsize=size)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+
+
+def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    """``ax`` itself, or the Axes of a new pyplot figure (shown inline by notebooks)."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, new = plt.subplots(figsize=size, layout="constrained")
+    return new
+
+
+def _percent_axis(axis: Any) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def _finite(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: int = 5) -> Axes:
+    """Score against kept ratio for every layer, the ``label`` most sensitive in colour.
+
+    The other layers are drawn in grey without a legend entry, so large models stay
+    readable; the baseline is a dashed line. Failed candidates (no score) are left out.
+
+    Args:
+        data: from :func:`greedy_compress.report.analysis.sensitivity`.
+        ax: Axes to draw on (default: a new figure).
+        label: how many of the most sensitive layers get a colour and a legend entry.
+
+    Example:
+        >>> ax = plot_sensitivity(sensitivity(scores), label=3)  # doctest: +SKIP
+    """
+    check_positive_int(label, "label", "plot_sensitivity")
+    ax = _new_axes(ax, _sensitivity_size(data))
+    highlighted = data.most_sensitive(label)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(highlighted)}
+    # Grey layers first so the highlighted ones are drawn on top of them.
+    for curve in sorted(data.curves, key=lambda c: c.name in colours):
+        points = [(r, s) for r, s in zip(curve.ratios, curve.scores, strict=True) if s is not None]
+        ratios, scores = [p[0] for p in points], [p[1] for p in points]
+        if curve.name in colours:
+            text = f"{curve.name} ({curve.cost_share:.1%} of model)"
+            if curve.failed:
+                text += f", {curve.failed} failed"
+            ax.plot(ratios, scores, marker="o", markersize=4, color=colours[curve.name], label=text)
+        else:
+            ax.plot(ratios, scores, color=_NEUTRAL, linewidth=0.8, alpha=0.6)
+    ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
+    if len(data.curves) > len(highlighted):
+        ax.plot([], [], color=_NEUTRAL, label=f"{len(data.curves) - len(highlighted)} other layers")
+    units = _units(data.metric)
+    ax.set_xlabel(f"kept fraction of the layer's {units} (%)")
+    ax.set_ylabel("model score, only this layer compressed")
+    ax.set_title(f"Per-layer sensitivity ({data.scheme})")
+    _percent_axis(ax.xaxis)
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+    return ax
+
+
+def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
+    """Per-layer kept ratio of one selection as bars in network order, with cost shares.
+
+    For each layer, the left bar is the kept fraction of the layer's cost (grey and hatched
+    when the layer is left alone); the right bar is the layer's share of the model's cost,
+    its dark part the share it keeps.
+
+    Args:
+        data: from :func:`greedy_compress.report.analysis.selection_data`.
+        ax: Axes to draw on (default: a new figure).
+
+    Example:
+        >>> data = selection_data(scores, select(scores, target=0.5))  # doctest: +SKIP
+        >>> ax = plot_selection(data)                                 # doctest: +SKIP
+    """
+    ax = _new_axes(ax, _selection_size(data))
+    units = _units(data.metric)
+    positions = list(range(len(data.layers)))
+    width = 0.38
+    for x, row in zip(positions, data.layers, strict=True):
+        untouched = row.rank is None
+        ax.bar(
+            x - width / 2,
+            row.ratio,
+            width,
+            color=_NEUTRAL if untouched else "C0",
+            hatch="//" if untouched else None,
+            edgecolor="white",
+        )
+        ax.bar(x + width / 2, row.cost_share, width, color="C1", alpha=0.35)
+        ax.bar(x + width / 2, row.kept_share, width, color="C1")
+    # Legend entries drawn once, by proxy, instead of once per layer.
+    ax.bar([0], [0], color="C0", label=f"kept fraction of the layer's {units}")
+    ax.bar([0], [0], color=_NEUTRAL, hatch="//", edgecolor="white", label="left alone")
+    ax.bar([0], [0], color="C1", alpha=0.35, label=f"layer's share of model {units}")
+    ax.bar([0], [0], color="C1", label="... of which kept")
+    _layer_ticks(ax, [row.name for row in data.layers])
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.set_ylabel("fraction (%)")
+    ax.set_xlabel("layer (network order)")
+    score = f"predicted score {data.predicted_score:.4f}"
+    if data.measured_score is not None:
+        score += f", measured {data.measured_score:.4f}"
+    ax.set_title(
+        f"{data.label}: keeps {data.predicted_ratio:.1%} of model {units}\n"
+        f"{score} (baseline {data.baseline:.4f})",
+        fontsize=10,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    _legend_outside(ax)
+    return ax
+
+
+def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
+    """Predicted (and measured) score against the kept fraction of the model's cost.
+
+    The predicted curve comes from re-solving the dictionary for many targets (additive
+    model, see :func:`greedy_compress.report.analysis.predicted_score`); measured points, where
+    given, show how far the prediction is from real evaluations.
+
+    Args:
+        data: from :func:`greedy_compress.report.analysis.tradeoff_curve`.
+        ax: Axes to draw on (default: a new figure).
+
+    Example:
+        >>> ax = plot_tradeoff(tradeoff_curve(scores, measured=[(0.5, 0.97)]))  # doctest: +SKIP
+    """
+    ax = _new_axes(ax, _tradeoff_size(data))
+    points = sorted((p.predicted_ratio, p.predicted_score) for p in data.points)
+    scores = [p[1] for p in points]
+    # The additive model can predict far below any score seen (even below zero accuracy);
+    # clip the axis at the lowest real score and mark the points beneath it.
+    top = max([data.baseline, *_finite(scores), *(m.score for m in data.measured)])
+    floor = data.lowest_score
+    if not math.isfinite(floor):
+        floor = min(_finite(scores), default=0.0)
+    bottom = floor - 0.05 * max(top - floor, 1e-9)
+    clipped = [(r, bottom) for r, s in points if s < bottom]
+    ax.plot(
+        [p[0] for p in points],
+        [max(s, bottom) for s in scores],
+        marker="o",
+        markersize=4,
+        color="C0",
+        label=f"predicted ({data.solver} solver, additive)",
+    )
+    if clipped:
+        ax.scatter(
+            [c[0] for c in clipped],
+            [c[1] for c in clipped],
+            marker="v",
+            s=50,
+            color="C0",
+            zorder=3,
+            clip_on=False,
+            label="predicted below the axis",
+        )
+    ax.set_ylim(bottom, top + 0.05 * max(top - floor, 1e-9))
+    if data.measured:
+        ax.scatter(
+            [m.ratio for m in data.measured],
+            [m.score for m in data.measured],
+            marker="X",
+            s=70,
+            color="C3",
+            zorder=3,
+            label="measured",
+        )
+        for m in data.measured:
+            if m.label:
+                ax.annotate(
+                    m.label,
+                    (m.ratio, m.score),
+                    textcoords="offset points",
+                    xytext=(6, -12),
+                    fontsize=8,
+                    color="C3",
+                )
+    ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
+    reachable = f"smallest reachable ({data.min_ratio:.1%})"
+    ax.axvline(data.min_ratio, color=_NEUTRAL, linestyle=":", label=reachable)
+    units = _units(data.metric)
+    ax.set_xlabel(f"kept fraction of the model's {units} (%)")
+    ax.set_ylabel("model score")
+    ax.set_title("Trade-off from the saved dictionary (no re-evaluation)")
+    _percent_axis(ax.xaxis)
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+    return ax
+
+
+def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes:
+    """Several selections side by side: each strategy's kept ratio per layer.
+
+    The legend gives each strategy's kept fraction of the model and its predicted (and,
+    where given, measured) score.
+
+    Args:
+        data: from :func:`greedy_compress.report.analysis.compare_selections`.
+        ax: Axes to draw on (default: a new figure).
+
+    Example:
+        >>> comparison = compare_selections(scores, solve_strategies(scores, target=0.5))
+        ... # doctest: +SKIP
+        >>> ax = plot_comparison(comparison)  # doctest: +SKIP
+    """
+    count = len(data.strategies)
+    ax = _new_axes(ax, _comparison_size(data))
+    width = 0.8 / count
+    units = _units(data.strategies[0].metric)
+    for i, strategy in enumerate(data.strategies):
+        ratios = {row.name: row.ratio for row in strategy.layers}
+        text = (
+            f"{strategy.label}\nkeeps {strategy.predicted_ratio:.1%}, "
+            f"predicted {strategy.predicted_score:.4f}"
+        )
+        if strategy.measured_score is not None:
+            text += f", measured {strategy.measured_score:.4f}"
+        offset = (i - (count - 1) / 2) * width
+        ax.bar(
+            [x + offset for x in range(len(data.layers))],
+            [ratios.get(name, 1.0) for name in data.layers],
+            width,
+            color=f"C{i % 10}",
+            label=text,
+        )
+    _layer_ticks(ax, data.layers)
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.set_ylabel(f"kept fraction of the layer's {units} (%)")
+    ax.set_xlabel("layer (network order)")
+    targets = sorted({s.target for s in data.strategies})
+    ax.set_title(
+        "Strategies compared at target " + ", ".join(f"{t:g}" for t in targets), fontsize=10
+    )
+    ax.grid(axis="y", alpha=0.3)
+    _legend_outside(ax)
+    return ax
+
+
+_DRAWERS: dict[str, tuple[Any, Any]] = {
+    "sensitivity": (plot_sensitivity, _sensitivity_size),
+    "selection": (plot_selection, _selection_size),
+    "tradeoff": (plot_tradeoff, _tradeoff_size),
+    "comparison": (plot_comparison, _comparison_size),
+}
+
+
+def _save(figure: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix[1:], dpi=120)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_plots(
+    scores: EvalScores,
+    out: str | os.PathLike[str],
+    *,
+    target: float = 0.5,
+    selection: Selection | None = None,
+    targets: Sequence[float] | None = None,
+    measured: Iterable[MeasuredPoint | tuple[float, float]] = (),
+    formats: Sequence[str] = ("png",),
+) -> list[Path]:
+    """Write every plot of ``scores`` into the folder ``out``; returns the files written.
+
+    ``sensitivity`` always; for a complete dictionary also ``selection`` (``selection``, or
+    the greedy solver's at ``target``), ``tradeoff`` (over ``targets``, with ``measured``
+    points) and ``comparison`` (every registered solver and plain greedy at the selection's
+    target). Uses matplotlib's object API, not pyplot: no display or backend needed. Files
+    are written atomically.
+
+    Example:
+        >>> save_plots(EvalScores.load("scores.json"), "plots", formats=("png", "svg"))
+        ... # doctest: +SKIP
+        [PosixPath('plots/sensitivity.png'), PosixPath('plots/sensitivity.svg'), ...]
+    """
+    from matplotlib.figure import Figure
+
+    owner = "save_plots"
+    formats = list(formats)
+    if not formats or any(f not in PLOT_FORMATS for f in formats):
+        raise bad_parameter("formats", owner, f"a non-empty subset of {PLOT_FORMATS}", formats)
+    # Everything that can fail on bad input runs before any file is written.
+    drawings: list[tuple[str, Any]] = [("sensitivity", sensitivity(scores))]
+    if scores.is_complete:
+        if selection is None:
+            target = check_open_unit(target, "target", owner)
+            selection = get_solver("greedy", owner).solve(scores, target=target)
+        strategies = solve_strategies(scores, target=selection.target)
+        drawings += [
+            ("selection", selection_data(scores, selection)),
+            ("tradeoff", tradeoff_curve(scores, targets=targets, measured=measured)),
+            ("comparison", compare_selections(scores, strategies)),
+        ]
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in drawings:
+        draw, size = _DRAWERS[name]
+        figure = Figure(figsize=size(data), layout="constrained")
+        draw(data, ax=figure.add_subplot())
+        for suffix in formats:
+            path = directory / f"{name}.{suffix}"
+            _save(figure, path)
+            written.append(path)
+    return written

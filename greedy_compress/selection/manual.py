@@ -1,0 +1,272 @@
+"""Manual mode: list the layers a scheme can compress, and turn per-layer values chosen by
+hand into a :class:`~greedy_compress.selection.solvers.Selection` for :func:`apply_selection`.
+
+Works for every scheme. A value is a ratio in (0, 1] (the fraction of the layer's cost kept,
+like the search's candidates, or with ``ratio_of="rank"`` the fraction of its channels/rank
+kept; 1 leaves the layer alone), or, for ``filter_pruning_index``, the list of output-channel
+indices to remove.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from greedy_compress._util.constraints import bad_parameter, check_choice, check_positive_int
+from greedy_compress.model.cost import Cost, CostMetric, check_metric
+from greedy_compress.model.profile import LayerInfo, ModelProfile, make_example_input, profile_model
+from greedy_compress.schemes import FilterPruning, IndexPruning, Scheme, get_scheme
+from greedy_compress.schemes._pruning import GroupPruning
+from greedy_compress.selection.solvers import LayerChoice, Selection
+
+__all__ = ["ManualLayer", "ManualLayers", "available_layers", "manual_selection"]
+
+_RATIO_OF = ("cost", "rank")
+
+
+@dataclass(frozen=True)
+class ManualLayer:
+    """One layer a scheme can compress, and the values it accepts.
+
+    ``size`` is the knob's full size: channels for pruning schemes (output channels for
+    filter pruning, input channels for channel pruning), the full rank for SVD schemes.
+    ``cost`` is the cost of everything the scheme changes at this layer.
+    """
+
+    name: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    size: int
+    knob: str
+    accepts: str
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class ManualLayers:
+    """What :func:`available_layers` found: usable layers in network order, and the rest."""
+
+    scheme: str
+    layers: dict[str, ManualLayer]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_table(self) -> str:
+        """A readable listing to fill values in from."""
+        lines = [f"scheme {self.scheme}: {len(self.layers)} layer(s)"]
+        width = max((len(n) for n in self.layers), default=4)
+        for layer in self.layers.values():
+            lines.append(
+                f"  {layer.name:<{width}}  {layer.kind:<6} {layer.in_channels:>5} -> "
+                f"{layer.out_channels:<5} {layer.knob} {layer.size:>5}  accepts {layer.accepts}"
+            )
+        for name, reason in self.skipped.items():
+            lines.append(f"  {name:<{width}}  skipped: {reason}")
+        return "\n".join(lines)
+
+
+def _knob(scheme: Scheme) -> str:
+    if isinstance(scheme, FilterPruning):
+        return "output channels"
+    if scheme.name == "channel_pruning":
+        return "input channels"
+    return "rank"
+
+
+def _prepared(
+    model: nn.Module,
+    scheme: Scheme,
+    example: torch.Tensor,
+    ignore: Iterable[str],
+    details: Mapping[str, object] | None,
+) -> ModelProfile:
+    profile = profile_model(model, example, ignore=ignore)
+    return scheme.prepare(model, example_input=example, profile=profile, details=details) or profile
+
+
+def _listing_details(model: nn.Module, scheme: Scheme) -> dict[str, object] | None:
+    if isinstance(scheme, IndexPruning):  # list every layer, whatever indices are set
+        return {"indices": {name: [] for name, _ in model.named_modules() if name}}
+    return None
+
+
+def available_layers(
+    model: nn.Module,
+    *,
+    scheme: str | Scheme,
+    example_input: torch.Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    ignore: Iterable[str] = (),
+    cost: CostMetric = "mac",
+) -> ManualLayers:
+    """List the layers ``scheme`` can compress, their channel counts and accepted values.
+
+    Example:
+        >>> print(available_layers(model, scheme="filter_pruning_l2",
+        ...                        input_shape=(1, 1, 16, 16)).to_table())  # doctest: +SKIP
+    """
+    owner = "available_layers"
+    scheme = get_scheme(scheme, owner)
+    metric = check_metric(cost, owner)
+    example = make_example_input(example_input, input_shape, owner)
+    if isinstance(scheme, IndexPruning):
+        scheme = IndexPruning()
+    profile = _prepared(model, scheme, example, ignore, _listing_details(model, scheme))
+    knob = _knob(scheme)
+    layers, skipped = {}, dict(profile.unusable)
+    for name, info in profile.layers.items():
+        reason = scheme.unsupported_reason(info, metric)
+        if reason is not None:
+            skipped[name] = reason
+            continue
+        size = scheme.max_rank(info)
+        if isinstance(scheme, IndexPruning):
+            accepts = f"a list of channel indices in [0, {size}) to remove (not all)"
+        else:
+            accepts = (
+                f"a ratio in (0, 1] of its {metric} cost (or of its {knob} with ratio_of='rank')"
+            )
+        layers[name] = ManualLayer(
+            name=name,
+            kind=info.kind,
+            in_channels=info.in_channels,
+            out_channels=info.out_channels,
+            size=size,
+            knob=knob,
+            accepts=accepts,
+            cost=info.cost,
+        )
+    return ManualLayers(scheme=scheme.name, layers=layers, skipped=skipped)
+
+
+def _check_indices(name: str, value: object, size: int, owner: str) -> list[int]:
+    allowed = f"a list of distinct channel indices in [0, {size}) for layer {name!r}, not all"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise bad_parameter(f"values[{name!r}]", owner, allowed, value)
+    items = list(value)
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in items):
+        raise bad_parameter(f"values[{name!r}]", owner, allowed, value)
+    if len(set(items)) != len(items) or any(not 0 <= i < size for i in items):
+        raise bad_parameter(f"values[{name!r}]", owner, allowed, value)
+    if len(items) >= size:
+        raise bad_parameter(
+            f"values[{name!r}]", owner, f"leaving at least one of the {size} channels", value
+        )
+    return sorted(items)
+
+
+def _check_ratio(name: str, value: object, owner: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not 0.0 < value <= 1.0
+    ):
+        raise bad_parameter(f"values[{name!r}]", owner, "a ratio in (0, 1]", value)
+    return float(value)
+
+
+def manual_selection(
+    model: nn.Module,
+    values: Mapping[str, float | Sequence[int]],
+    *,
+    scheme: str | Scheme,
+    example_input: torch.Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    cost: CostMetric = "mac",
+    ratio_of: str = "cost",
+    multiplicity: int = 1,
+) -> Selection:
+    """Turn hand-chosen per-layer values into a selection, validating every layer first.
+
+    Args:
+        model: the model to compress.
+        values: ``{layer name: ratio in (0, 1]}``, or for ``filter_pruning_index``
+            ``{layer name: [output-channel indices to remove]}``; layers not named stay.
+        scheme: a scheme name or instance (see :func:`available_layers`).
+        example_input: a tensor the model accepts; or give ``input_shape``.
+        input_shape: shape of a zero input, batch dimension included.
+        cost: ``"mac"`` or ``"memory"``: what a ratio is a fraction of.
+        ratio_of: ``"cost"`` (the fraction of the layer's cost kept, as in the search) or
+            ``"rank"`` (the fraction of its channels/rank kept).
+        multiplicity: ranks/channel counts are rounded down to a multiple of this.
+
+    Returns:
+        A :class:`Selection` (solver ``"manual"``) for :func:`apply_selection`.
+
+    Example:
+        >>> selection = manual_selection(model, {"features.0": 0.5, "features.3": 0.25},
+        ...                              scheme="filter_pruning_l2",
+        ...                              input_shape=(1, 1, 16, 16))  # doctest: +SKIP
+        >>> small = apply_selection(model, selection)                  # doctest: +SKIP
+    """
+    owner = "manual_selection"
+    scheme = get_scheme(scheme, owner)
+    metric = check_metric(cost, owner)
+    ratio_of = check_choice(ratio_of, _RATIO_OF, "ratio_of", owner)
+    multiplicity = check_positive_int(multiplicity, "multiplicity", owner)
+    example = make_example_input(example_input, input_shape, owner)
+    if not isinstance(values, Mapping) or not values:
+        raise bad_parameter("values", owner, "a non-empty dict {layer name: value}", values)
+    listing = available_layers(model, scheme=scheme, example_input=example, cost=metric)
+    for name in values:
+        if name not in listing.layers:
+            if name in listing.skipped:
+                raise bad_parameter(
+                    "values",
+                    owner,
+                    f"layers {scheme.name} can compress ({name!r}: {listing.skipped[name]})",
+                    name,
+                )
+            choices = ", ".join(list(listing.layers)[:8]) or "none"
+            raise bad_parameter("values", owner, f"names of layers such as {choices}", name)
+    index_mode = isinstance(scheme, IndexPruning)
+    indices = {}
+    if index_mode:
+        indices = {
+            name: _check_indices(name, value, listing.layers[name].size, owner)
+            for name, value in values.items()
+        }
+    else:
+        ratios = {name: _check_ratio(name, value, owner) for name, value in values.items()}
+    # Validated everything: now the costs, on the scheme prepared with these values.
+    details: dict[str, object] = {"input_shape": list(example.shape)}
+    if index_mode:
+        details["indices"] = indices
+    profile = _prepared(model, scheme, example, (), details if index_mode else None)
+    choices: dict[str, LayerChoice] = {}
+    kept = profile.model_cost.get(metric)
+    for name in values:
+        info: LayerInfo = profile.layers[name]
+        size = scheme.max_rank(info)
+        if index_mode:
+            rank = size - len(indices[name])
+        elif ratios[name] == 1.0:
+            continue
+        elif ratio_of == "cost":
+            rank = scheme.rank_for_ratio(info, ratios[name], metric, multiplicity)
+        else:
+            rank = max(1, math.floor(ratios[name] * size + 1e-9))
+            rank = min(size, max(multiplicity, rank // multiplicity * multiplicity))
+        new_cost = scheme.cost(info, rank).get(metric)
+        kept += new_cost - info.cost.get(metric)
+        choices[name] = LayerChoice(
+            ratio=new_cost / info.cost.get(metric), rank=rank, predicted_score=0.0
+        )
+    total = profile.model_cost.get(metric)
+    if isinstance(scheme, GroupPruning):  # exact even when pruned layers are adjacent
+        ranks = {name: choice.rank for name, choice in choices.items()}
+        kept = scheme.selection_cost(ranks).get(metric)
+    return Selection(
+        scheme=scheme.name,
+        solver="manual",
+        metric=metric,
+        target=kept / total,
+        predicted_ratio=kept / total,
+        choices=choices,
+        details=details,
+    )

@@ -1,0 +1,446 @@
+"""Search per-layer ratios with Optuna, scoring the real compressed model in every trial.
+
+The dictionary's solvers predict a model's score by adding up single-layer score changes,
+which misses how compressed layers interact. This strategy treats each layer's candidate
+(the dictionary's options, "keep" included) as a categorical trial parameter, builds the model
+each trial proposes and evaluates it, so what is maximized is the real score. The model's
+cost is known analytically before evaluating: a trial over budget is marked infeasible
+(an Optuna constraint) and returns ``-inf`` without being evaluated, and ``n_trials`` counts
+evaluated models only.
+
+The study starts from the solvers' answers (greedy and knapsack by default, enqueued as its
+first trials), so its best is never worse than theirs. Its storage is a parameter: in memory
+by default; an RDB URL (``"sqlite:///study.db"``) or a journal file path resumes a study and
+lets several worker processes search one study together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from torch import nn
+
+from greedy_compress._util.progress import progress_bar
+from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
+from greedy_compress.apply import apply_selection
+from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.errors import (
+    GreedyCompressError,
+    InvalidParameterError,
+    ScoresFormatError,
+)
+from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.dictionary.build import Evaluator, run_evaluator
+from greedy_compress.selection.solvers import (
+    GreedySolver,
+    LayerChoice,
+    LayerOption,
+    Selection,
+    Solver,
+    get_solver,
+    layer_options,
+)
+from greedy_compress.model.swap import swapped
+
+__all__ = ["SearchResult", "optuna_search"]
+
+_OWNER = "optuna_search"
+_KEEP = "keep"
+
+
+@dataclass
+class SearchResult:
+    """What :func:`optuna_search` found.
+
+    Attributes:
+        selection: the best feasible trial as a :class:`Selection` (solver ``"optuna"``).
+        score: that selection's real (evaluated) score.
+        study: the Optuna study, for its own plots and analysis.
+        summary: plain data: trials run and evaluated, the seeds' real scores, timing.
+    """
+
+    selection: Selection
+    score: float
+    study: optuna.Study
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _labels(options: Sequence[LayerOption], mixed: bool) -> dict[str, LayerOption]:
+    """Readable, stable categorical labels for one layer's options."""
+    labels: dict[str, LayerOption] = {}
+    for option in options:
+        if option.rank is None:
+            label = _KEEP
+        else:
+            label = f"{option.ratio:.4f}"
+            if mixed:
+                label = f"{option.scheme}:{label}"
+            if label in labels:  # two ranks rounding to one ratio: tell them apart
+                label = f"{label}@{option.rank}"
+        labels[label] = option
+    return labels
+
+
+def _open_storage(storage: Any) -> Any:
+    """None (memory), an RDB URL, a journal file path, or an Optuna storage object."""
+    if storage is None or isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    if isinstance(storage, (str, os.PathLike)):
+        text = os.fspath(storage)
+        if "://" in text:
+            return text  # an RDB URL: Optuna opens it
+        try:  # Optuna >= 4
+            from optuna.storages.journal import JournalFileBackend as Backend
+        except ImportError:  # pragma: no cover - Optuna 3
+            from optuna.storages import JournalFileStorage as Backend
+        return optuna.storages.JournalStorage(Backend(text))
+    raise bad_parameter(
+        "storage",
+        _OWNER,
+        "None, an RDB URL such as 'sqlite:///study.db', a journal file path, or an optuna storage",
+        storage,
+    )
+
+
+_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return [float(trial.user_attrs.get("over_budget", 0.0))]
+
+
+def _make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
+    # Optuna >= 5 reads constraints set on the trial; older versions need constraints_func.
+    extra = {} if _HAS_SET_CONSTRAINT else {"constraints_func": _constraints}
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    if sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **extra)
+    if sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **extra)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise bad_parameter("sampler", _OWNER, "'tpe', 'nsga2', 'random' or an optuna sampler", sampler)
+
+
+def _lookup(name: str) -> Scheme | None:
+    try:
+        return get_scheme(name, _OWNER)
+    except InvalidParameterError:  # an unregistered scheme, resolved later via `scheme=`
+        return None
+
+
+def _default_study_name(scores: EvalScores, target: float, metric: str) -> str:
+    # Workers given the same dictionary and target join the same study by default.
+    key = json.dumps([scores.fingerprint, target, metric], sort_keys=True, default=str)
+    return "greedy-compress-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class _TrialModels:
+    """Builds and scores the model a trial proposes, never changing the user's model."""
+
+    def __init__(self, model: nn.Module, evaluator: Evaluator, scheme: Scheme | None) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.override = scheme
+        self.factorizations: dict[tuple[str, str], Any] = {}
+
+    def _scheme(self, name: str | None, default: str) -> Scheme:
+        wanted = default if name is None else name
+        if self.override is not None and (name is None or name == self.override.name):
+            return self.override
+        return get_scheme(wanted, _OWNER)
+
+    def score(self, selection: Selection) -> float:
+        replacements: dict[str, nn.Module] = {}
+        for name, choice in selection.choices.items():
+            scheme = self._scheme(choice.scheme, selection.scheme)
+            key = (scheme.name, name)
+            if key not in self.factorizations:
+                self.factorizations[key] = scheme.factorize_in(self.model, name)
+            built = self.factorizations[key].replacements(name, choice.rank)
+            if set(built) != {name}:
+                # The scheme edits other modules too (e.g. channel pruning's producers), so
+                # layers may interact: build the model exactly as apply_selection does.
+                return run_evaluator(
+                    self.evaluator, apply_selection(self.model, selection, scheme=self.override)
+                )
+            replacements.update(built)
+        # Factorizations from the original layers equal apply_selection's for schemes that
+        # replace only the layer itself, so swapping in is the same model, without a copy.
+        with swapped(self.model, replacements):
+            return run_evaluator(self.evaluator, self.model)
+
+
+def optuna_search(
+    model: nn.Module,
+    evaluator: Evaluator,
+    scores: EvalScores,
+    *,
+    target: float,
+    n_trials: int = 50,
+    timeout: float | None = None,
+    storage: str | os.PathLike[str] | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    sampler: str | optuna.samplers.BaseSampler = "tpe",
+    seed: int | None = 0,
+    start_from: Sequence[str | Solver] = ("greedy", "knapsack"),
+    metric: CostMetric | None = None,
+    scheme: str | Scheme | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Find per-layer ratios that meet ``target`` with the best *real* score, using Optuna.
+
+    Args:
+        model: the trained model (swapped into temporarily; always restored).
+        evaluator: ``evaluator(model) -> float``, higher is better.
+        scores: the model's complete dictionary (single-scheme or mixed); its options are
+            the search space.
+        target: fraction of the model's cost to keep, in (0, 1).
+        n_trials: models to evaluate in this call (over-budget trials are not evaluated and
+            not counted; at most ``50 * n_trials`` trials are drawn in all).
+        timeout: stop after this many seconds (None: no time limit).
+        storage: None (in memory), an RDB URL (``"sqlite:///study.db"``,
+            ``"postgresql://..."``) or a journal file path: resumes the study and shares it
+            between worker processes.
+        study_name: the study to create or resume (default: derived from the dictionary's
+            fingerprint and the target, so workers with the same inputs share one).
+        sampler: ``"tpe"`` (default), ``"nsga2"``, ``"random"``, or an Optuna sampler.
+        seed: the sampler's seed (None: random).
+        start_from: solvers whose answers are the first trials (never worse than these).
+        metric: cost metric (default: the dictionary's).
+        scheme: a scheme instance for dictionaries made with an unregistered scheme.
+        progress: show a progress bar with the best score so far.
+
+    Returns:
+        A :class:`SearchResult`; ``result.selection`` works with :func:`apply_selection`.
+
+    Example:
+        >>> result = optuna_search(model, evaluator, scores, target=0.5, n_trials=30,
+        ...                        storage="study.log")                   # doctest: +SKIP
+        >>> small = apply_selection(model, result.selection)             # doctest: +SKIP
+    """
+    target = check_open_unit(target, "target", _OWNER)
+    n_trials = check_positive_int(n_trials, "n_trials", _OWNER)
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not timeout > 0  # also rejects NaN
+    ):
+        raise bad_parameter("timeout", _OWNER, "None or a number of seconds > 0", timeout)
+    if not isinstance(scores, EvalScores):
+        raise bad_parameter("scores", _OWNER, "an EvalScores dictionary", type(scores).__name__)
+    if not callable(evaluator):
+        raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
+    metric = scores.metric if metric is None else check_metric(metric, _OWNER)
+    override = None if scheme is None else get_scheme(scheme, _OWNER)
+    used = {e.scheme or scores.scheme for layer in scores.layers.values() for e in layer.entries}
+    interacting = sorted(
+        name
+        for name in used
+        if hasattr(
+            override if override and override.name == name else _lookup(name), "selection_cost"
+        )
+    )
+    if interacting:
+        # Pruned layers compound (a layer losing channels on both sides), so the additive
+        # cost constraint below would not hold as measured; compress() corrects for it.
+        raise bad_parameter(
+            "scores",
+            _OWNER,
+            "a dictionary of schemes whose layers are independent (SVD, "
+            "decompositions); pruning is not supported by the Optuna search yet",
+            ", ".join(interacting),
+        )
+    if isinstance(start_from, (str, Solver)):
+        start_from = [start_from]
+    seeds = [get_solver(s, _OWNER) for s in start_from]
+    sampler = _make_sampler(sampler, seed)
+    opened = _open_storage(storage)
+    if not scores.is_complete:
+        raise ScoresFormatError(
+            f"The dictionary is incomplete (missing {', '.join(scores.missing)}); "
+            "finish building it before searching."
+        )
+    # Raises TargetUnreachableError (with the reachable ratio) before any evaluation.
+    seed_selections = {s.name: s.solve(scores, target=target, metric=metric) for s in seeds}
+    if not seed_selections:
+        GreedySolver().solve(scores, target=target, metric=metric)
+
+    options = layer_options(scores, metric)
+    mixed = any(o.scheme is not None for opts in options.values() for o in opts)
+    labels = {name: _labels(opts, mixed) for name, opts in options.items()}
+    total = scores.model_cost.get(metric)
+    fixed = total - sum(layer.info.cost.get(metric) for layer in scores.layers.values())
+    budget = target * total
+
+    def cost_of(params: Mapping[str, str]) -> int:
+        return fixed + sum(labels[name][params[name]].cost for name in labels)
+
+    def to_selection(params: Mapping[str, str], details: dict[str, Any]) -> Selection:
+        chosen = {name: labels[name][params[name]] for name in labels}
+        kept = cost_of(params)
+        return Selection(
+            scheme=scores.scheme,
+            solver="optuna",
+            metric=metric,
+            target=target,
+            predicted_ratio=kept / total,
+            choices={
+                name: LayerChoice(o.ratio, o.rank, o.score, o.scheme)
+                for name, o in chosen.items()
+                if o.rank is not None
+            },
+            details=details,
+        )
+
+    def params_of(selection: Selection) -> dict[str, str]:
+        params = {}
+        for name, layer_labels in labels.items():
+            choice = selection.choices.get(name)
+            params[name] = next(
+                label
+                for label, o in layer_labels.items()
+                if (choice is None and o.rank is None)
+                or (choice is not None and o.rank == choice.rank and o.scheme == choice.scheme)
+            )
+        return params
+
+    name = study_name or _default_study_name(scores, target, metric)
+    seed_params = {solver: params_of(sel) for solver, sel in seed_selections.items()}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bar replaces its per-trial lines
+    try:
+        study = optuna.create_study(
+            storage=opened,
+            sampler=sampler,
+            study_name=name,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        for params in seed_params.values():
+            study.enqueue_trial(params, skip_if_exists=True)
+        result = _run(
+            study,
+            labels=labels,
+            to_selection=to_selection,
+            cost_of=cost_of,
+            budget=budget,
+            total=total,
+            models=_TrialModels(model, evaluator, override),
+            n_trials=n_trials,
+            timeout=timeout,
+            progress=progress,
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+    evaluated, drawn, elapsed = result
+    best = _best_feasible(study)
+    if best is None:  # only possible if every evaluation failed
+        raise GreedyCompressError(
+            "The search evaluated no feasible model; give it more trials or time."
+        )
+    seed_scores = {}
+    for solver_name, params in seed_params.items():
+        seen = next(
+            (t for t in study.trials if t.user_attrs.get("evaluated") and t.params == params),
+            None,
+        )
+        if seen is not None:
+            seed_scores[solver_name] = seen.value
+    summary = {
+        "study_name": name,
+        "best_trial": best.number,
+        "best_score": best.value,
+        "baseline": scores.baseline,
+        "seed_scores": seed_scores,
+        "trials_in_study": len(study.trials),
+        "trials_this_call": drawn,
+        "evaluated_this_call": evaluated,
+        "seconds": elapsed,
+    }
+    selection = to_selection(
+        best.params,
+        {
+            "score": best.value,
+            "trial": best.number,
+            "study_name": name,
+            "seed_scores": seed_scores,
+        },
+    )
+    return SearchResult(selection=selection, score=float(best.value), study=study, summary=summary)
+
+
+def _run(
+    study: optuna.Study,
+    *,
+    labels: Mapping[str, Mapping[str, LayerOption]],
+    to_selection: Callable[[Mapping[str, str], dict[str, Any]], Selection],
+    cost_of: Callable[[Mapping[str, str]], int],
+    budget: float,
+    total: int,
+    models: _TrialModels,
+    n_trials: int,
+    timeout: float | None,
+    progress: bool,
+) -> tuple[int, int, float]:
+    """Optimize until ``n_trials`` models were evaluated (or the time is up)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {n: trial.suggest_categorical(n, list(ls)) for n, ls in labels.items()}
+        selection = to_selection(params, {})
+        # Integer cost against the budget, exactly as the solvers compare them.
+        over = max(0.0, (cost_of(params) - budget) / total)
+        trial.set_user_attr("ratio", selection.predicted_ratio)
+        trial.set_user_attr("over_budget", over)
+        if _HAS_SET_CONSTRAINT:
+            trial.set_constraint("budget", over)
+        if over > 0:
+            return float("-inf")  # infeasible: not worth an evaluation
+        trial.set_user_attr("evaluated", True)
+        score = models.score(selection)
+        # A broken model (NaN score) must never win; -inf keeps the trial comparable.
+        return score if math.isfinite(score) else float("-inf")
+
+    evaluated, drawn, start = 0, 0, time.perf_counter()
+    with progress_bar(total=n_trials, desc="optuna search", enabled=progress, unit="trial") as bar:
+
+        def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            nonlocal evaluated, drawn
+            drawn += 1
+            if trial.user_attrs.get("evaluated"):
+                evaluated += 1
+                bar.update(1)
+                best = _best_feasible(study)
+                if best is not None:
+                    bar.set_postfix_str(f"best {best.value:.4f}", refresh=False)
+            if evaluated >= n_trials or drawn >= 50 * n_trials:
+                study.stop()
+
+        study.optimize(objective, timeout=timeout, callbacks=[callback])
+    elapsed = time.perf_counter() - start
+
+    return evaluated, drawn, elapsed
+
+
+def _best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The evaluated, within-budget trial with the highest score (earliest on ties)."""
+    best = None
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if not trial.user_attrs.get("evaluated") or trial.value is None:
+            continue
+        if not math.isfinite(trial.value):
+            continue
+        if best is None or trial.value > best.value:
+            best = trial
+    return best

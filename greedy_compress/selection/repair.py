@@ -1,0 +1,423 @@
+"""Check the combined model against the dictionary, and repair a selection that falls apart.
+
+The dictionary scores each layer compressed alone; a selection compresses many at once and
+the dictionary predicts the result by adding up the single-layer losses
+(:func:`predicted_score`). When layers interact, the real combined model can score far lower.
+:func:`repair_selection` evaluates the combined model and, while its score has fallen further
+than ``max_drop`` allows, backs off one compressed layer at a time (to its next larger
+candidate) and pays for it by compressing other layers one step more, so the target still
+holds. The dictionary orders the moves (the layer whose compression costs most predicted
+score per unit of cost saved first; on ties, the layer compressed hardest), and real
+evaluations of the combined model decide which move is kept. Every evaluated move is logged.
+
+Example:
+    >>> selection, result = repair_selection(model, evaluator, scores, selection,
+    ...                                      max_drop=0.02)  # doctest: +SKIP
+    >>> print(result.to_text())                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from greedy_compress._util.progress import progress_bar
+from greedy_compress._util.constraints import bad_parameter, check_positive_int
+from greedy_compress.apply import apply_selection
+from greedy_compress.schemes import Scheme
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.dictionary.build import Evaluator, run_evaluator
+from greedy_compress.selection.solvers import LayerChoice, LayerOption, Selection, layer_options
+from greedy_compress.selection.solvers._budget import meet_budget
+from greedy_compress.selection.solvers._fill import finite_score
+
+__all__ = [
+    "MaxDrop",
+    "RepairResult",
+    "RepairStep",
+    "check_max_drop",
+    "predicted_score",
+    "repair_selection",
+]
+
+DEFAULT_MAX_EVALUATIONS = 30
+
+
+@dataclass(frozen=True)
+class MaxDrop:
+    """How far the compressed model's score may fall below the baseline score.
+
+    ``MaxDrop(0.02)`` allows an absolute drop of 0.02 (e.g. two accuracy points);
+    ``MaxDrop(0.02, relative=True)`` allows 2% of the baseline score. A plain float given
+    as ``max_drop`` means an absolute drop.
+
+    Example:
+        >>> MaxDrop(0.1, relative=True).allowed(0.8)
+        0.08000000000000002
+    """
+
+    amount: float
+    relative: bool = False
+
+    def allowed(self, baseline: float) -> float:
+        """The largest allowed drop, in score units, for this ``baseline``."""
+        return self.amount * abs(baseline) if self.relative else self.amount
+
+    def describe(self) -> str:
+        """``"0.02 (absolute)"`` or ``"2% of the baseline"``."""
+        return f"{self.amount:.4g} of the baseline" if self.relative else f"{self.amount:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        return {"amount": self.amount, "relative": self.relative}
+
+
+def check_max_drop(value: Any, owner: str) -> MaxDrop | None:
+    """Normalize ``max_drop``: None, a float >= 0 (absolute) or a :class:`MaxDrop`."""
+    if value is None:
+        return None
+    if isinstance(value, MaxDrop):
+        amount, allowed = value.amount, "a MaxDrop with an amount >= 0"
+    else:
+        amount, allowed = value, "None, a float >= 0 (absolute drop) or a MaxDrop"
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, (int, float))
+        or math.isnan(amount)
+        or amount < 0
+    ):
+        raise bad_parameter("max_drop", owner, allowed, value)
+    if isinstance(value, MaxDrop):
+        if value.relative not in (True, False):
+            raise bad_parameter("max_drop", owner, "a MaxDrop with relative True or False", value)
+        return MaxDrop(float(amount), bool(value.relative))
+    return MaxDrop(float(amount))
+
+
+def predicted_score(scores: EvalScores, selection: Selection) -> float:
+    """The dictionary's prediction for the combined model: single-layer losses added up.
+
+    ``baseline + sum(choice score - baseline)`` over the compressed layers (-inf when a
+    chosen candidate failed).
+
+    Example:
+        >>> predicted_score(scores, select(scores, target=0.5))  # doctest: +SKIP
+        0.9712
+    """
+    return scores.baseline + sum(
+        choice.predicted_score - scores.baseline for choice in selection.choices.values()
+    )
+
+
+@dataclass(frozen=True)
+class RepairStep:
+    """One evaluated selection: what changed (layer -> [rank before, rank after], None =
+    untouched), its predicted cost ratio and real score, and whether it was kept."""
+
+    action: str
+    changes: dict[str, list[int | None]]
+    predicted_ratio: float
+    score: float
+    kept: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What the repair did: scores before and after, evaluations made, every step.
+
+    ``success`` is True when the returned selection scores within ``max_drop`` of the
+    baseline (and meets the target, which every evaluated selection does).
+    """
+
+    max_drop: MaxDrop
+    baseline: float
+    threshold: float
+    initial_score: float
+    final_score: float
+    success: bool
+    evaluations: int
+    message: str
+    steps: list[RepairStep] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        data = dataclasses.asdict(self)
+        data["max_drop"] = self.max_drop.to_dict()
+        return data
+
+    def to_text(self) -> str:
+        """A few lines for the report: outcome, then one line per evaluated step."""
+        lines = [
+            f"repair: max drop {self.max_drop.describe()} -> score must reach "
+            f"{self.threshold:.4f}; {self.evaluations} evaluations; {self.message}"
+        ]
+        for step in self.steps:
+            mark = "kept" if step.kept else "    "
+            lines.append(
+                f"  {mark} score {step.score:.4f}  ratio {step.predicted_ratio:.4f}  {step.action}"
+            )
+        return "\n".join(lines)
+
+
+def _option_for(options: list[LayerOption], choice: LayerChoice | None) -> LayerOption:
+    if choice is None:
+        return next(o for o in options if o.rank is None)
+    for option in options:  # in a mixed-scheme dictionary a rank alone is ambiguous
+        if option.rank == choice.rank and option.scheme == choice.scheme:
+            return option
+    raise bad_parameter(
+        "selection", "repair_selection", "ranks present in the dictionary", choice.rank
+    )
+
+
+def _selection(
+    template: Selection, current: Mapping[str, LayerOption], predicted_ratio: float
+) -> Selection:
+    return dataclasses.replace(
+        template,
+        predicted_ratio=predicted_ratio,
+        choices={
+            name: LayerChoice(ratio=o.ratio, rank=o.rank, predicted_score=o.score)
+            for name, o in current.items()
+            if o.rank is not None
+        },
+    )
+
+
+def _pay(
+    options: Mapping[str, list[LayerOption]],
+    current: dict[str, LayerOption],
+    *,
+    over: float,
+    protected: set[str],
+) -> bool:
+    """Compress unprotected layers one step at a time until ``over`` budget is paid.
+
+    Each step takes the downgrade losing the least predicted score per unit of cost saved;
+    ties go to the layer compressed least, so the compression stays spread out.
+    """
+    while over > 0:
+        best: tuple[tuple[float, float], str, LayerOption] | None = None
+        for name, opts in options.items():
+            if name in protected:
+                continue
+            index = opts.index(current[name])
+            if index == 0:
+                continue
+            down = opts[index - 1]
+            saved = current[name].cost - down.cost
+            if saved <= 0:
+                continue
+            loss = (finite_score(current[name]) - finite_score(down)) / saved
+            key = (-loss, current[name].ratio)
+            if best is None or key > best[0]:
+                best = (key, name, down)
+        if best is None:
+            return False
+        _, name, down = best
+        over -= current[name].cost - down.cost
+        current[name] = down
+    return True
+
+
+def _moves(
+    options: Mapping[str, list[LayerOption]],
+    current: Mapping[str, LayerOption],
+    *,
+    fixed_cost: int,
+    budget: float,
+    protected: set[str],
+) -> list[tuple[str, dict[str, LayerOption]]]:
+    """Candidate repairs, most promising first: back one layer off, pay elsewhere."""
+    ranked = []
+    for name, opts in options.items():
+        now = current[name]
+        if now.rank is None:
+            continue
+        # One step up, or all the way back to the original layer.
+        step = opts[opts.index(now) + 1]
+        for up in [step] if step is opts[-1] else [step, opts[-1]]:
+            # Predicted score this layer's compression costs per unit of cost it saves.
+            loss = (finite_score(up) - finite_score(now)) / max(up.cost - now.cost, 1)
+            ranked.append(((loss, -now.ratio, -up.cost), name, up))
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    moves = []
+    for _, name, up in ranked:
+        trial = dict(current)
+        trial[name] = up
+        over = fixed_cost + sum(o.cost for o in trial.values()) - budget
+        if not _pay(options, trial, over=over, protected=protected | {name}):
+            continue
+        trial, _ = meet_budget(options, trial, fixed_cost=fixed_cost, budget=budget)
+        if trial != current:
+            moves.append((name, trial))
+    return moves
+
+
+def _describe(
+    before: Mapping[str, LayerOption], after: Mapping[str, LayerOption]
+) -> tuple[str, dict[str, list[int | None]]]:
+    changes = {n: [before[n].rank, after[n].rank] for n in after if before[n] != after[n]}
+
+    def rank(value: int | None) -> str:
+        return "full" if value is None else str(value)
+
+    text = ", ".join(f"{n} {rank(a)}->{rank(b)}" for n, (a, b) in changes.items())
+    return text, changes
+
+
+def repair_selection(
+    model: nn.Module,
+    evaluator: Evaluator,
+    scores: EvalScores,
+    selection: Selection,
+    *,
+    max_drop: float | MaxDrop,
+    scheme: str | Scheme | None = None,
+    score: float | None = None,
+    max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
+    progress: bool = False,
+    example_input: torch.Tensor | None = None,
+) -> tuple[Selection, RepairResult]:
+    """Back off layers until the combined model scores within ``max_drop`` of the baseline.
+
+    Every selection tried meets ``selection.target``. Moves are ordered by the dictionary
+    and judged by real evaluations of the combined model; a move is kept when it raises the
+    real score. The search stops when the score is within ``max_drop`` (success), when no
+    move raises it, or after ``max_evaluations`` evaluations; then the best selection found
+    is returned and the result says the target and ``max_drop`` could not both be met.
+
+    Args:
+        model: the original model.
+        evaluator: ``evaluator(model) -> float``, higher is better (the dictionary's).
+        scores: the dictionary the selection was made from.
+        selection: the selection to check and repair.
+        max_drop: allowed drop below ``scores.baseline``: a float (absolute) or
+            :class:`MaxDrop` (absolute or relative).
+        scheme: overrides the scheme named in the selection (for unregistered schemes).
+        score: the selection's real score if already measured (saves one evaluation).
+        max_evaluations: most evaluations of combined models to spend.
+        progress: show a progress bar.
+        example_input: passed to :func:`apply_selection` (pruning schemes trace with it).
+            Moves keep the dictionary's additive cost within the target; for pruning,
+            whose layers compound, :func:`~greedy_compress.compress` checks the exact cost.
+
+    Returns:
+        The repaired (or best found) selection and a :class:`RepairResult`.
+
+    Example:
+        >>> fixed, result = repair_selection(model, evaluator, scores,
+        ...     select(scores, target=0.5), max_drop=MaxDrop(0.02, relative=True))  # doctest: +SKIP
+        >>> result.success, result.evaluations  # doctest: +SKIP
+        (True, 4)
+    """
+    owner = "repair_selection"
+    limit = check_max_drop(max_drop, owner)
+    if limit is None:
+        raise bad_parameter("max_drop", owner, "a float >= 0 or a MaxDrop", max_drop)
+    check_positive_int(max_evaluations, "max_evaluations", owner)
+    # The same (measured or monotone-fitted) options the selection was solved on.
+    monotone = selection.details.get("monotone_fit") is True
+    options = layer_options(scores, selection.metric, monotone=monotone)
+    missing = [name for name in selection.choices if name not in options]
+    if missing:
+        raise bad_parameter("selection", owner, "layers of the dictionary", missing)
+    current = {
+        name: _option_for(opts, selection.choices.get(name)) for name, opts in options.items()
+    }
+    total = scores.model_cost.get(selection.metric)
+    fixed = total - sum(layer.info.cost.get(selection.metric) for layer in scores.layers.values())
+    budget = selection.target * total
+    threshold = scores.baseline - limit.allowed(scores.baseline)
+
+    def ratio(choice: Mapping[str, LayerOption]) -> float:
+        return (fixed + sum(o.cost for o in choice.values())) / total
+
+    evaluations = 0
+    seen: dict[frozenset[tuple[str, str | None, int | None]], float] = {}
+
+    def evaluate(choice: Mapping[str, LayerOption]) -> float:
+        nonlocal evaluations
+        key = frozenset((n, o.scheme, o.rank) for n, o in choice.items())
+        if key not in seen:
+            built = apply_selection(
+                model,
+                _selection(selection, choice, ratio(choice)),
+                scheme=scheme,
+                example_input=example_input,
+            )
+            value = run_evaluator(evaluator, built)
+            seen[key] = value if math.isfinite(value) else -math.inf
+            evaluations += 1
+            bar.update(1)
+        return seen[key]
+
+    steps: list[RepairStep] = []
+    with progress_bar(total=max_evaluations, desc="repair", enabled=progress) as bar:
+        if score is None:
+            score = evaluate(current)
+            steps.append(RepairStep("combined check", {}, ratio(current), score, True))
+        else:
+            seen[frozenset((n, o.rank) for n, o in current.items())] = score
+        initial, protected = score, set()
+        while score < threshold and evaluations < max_evaluations:
+            moves = _moves(options, current, fixed_cost=fixed, budget=budget, protected=protected)
+            kept = False
+            for name, trial in moves:
+                if evaluations >= max_evaluations:
+                    break
+                before = evaluations
+                value = evaluate(trial)
+                if evaluations == before:
+                    continue  # already evaluated (and not kept) earlier
+                text, changes = _describe(current, trial)
+                kept = value > score
+                steps.append(
+                    RepairStep(f"back off {name}: {text}", changes, ratio(trial), value, kept)
+                )
+                if kept:
+                    current, score = trial, value
+                    protected.add(name)
+                    break
+            if not kept:
+                break
+    success = score >= threshold
+    if success:
+        message = (
+            "the combined model was within max_drop"
+            if score == initial
+            else f"repaired: score {initial:.4f} -> {score:.4f}"
+        )
+    else:
+        reason = (
+            f"the evaluation budget ({max_evaluations}) ran out"
+            if evaluations >= max_evaluations
+            else "no back-off within the target raised the real score further"
+        )
+        message = (
+            f"could not meet both the target and max_drop: {reason}; best found scores "
+            f"{score:.4f} (needs {threshold:.4f}) at ratio {ratio(current):.4f}"
+        )
+    result = RepairResult(
+        max_drop=limit,
+        baseline=scores.baseline,
+        threshold=threshold,
+        initial_score=initial,
+        final_score=score,
+        success=success,
+        evaluations=evaluations,
+        message=message,
+        steps=steps,
+    )
+    repaired = _selection(selection, current, ratio(current))
+    return repaired, result
