@@ -41,13 +41,13 @@ from common import BENCHMARK_MODELS
 from evaluators import TopKAccuracy
 from greedy_compress import GreedySolver, apply_selection, build_eval_scores, count_macs
 from greedy_compress.demo.data import DigitsData, load_digits_data
-from greedy_compress.demo.run import cache_dir, save_weights
-from greedy_compress.errors import TargetUnreachableError
-from greedy_compress.selection.manual import available_layers, manual_selection
 from greedy_compress.demo.models import TinyMobileNetV2, TinyVGG
+from greedy_compress.demo.run import cache_dir, save_weights
+from greedy_compress.demo.training import train_classifier
+from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.schemes import ChannelPruning, FilterPruning
 from greedy_compress.selection.exact_cost import solve_exact
-from greedy_compress.demo.training import train_classifier
+from greedy_compress.selection.manual import available_layers, manual_selection
 
 TARGETS = (0.7, 0.5, 0.3)
 CANDIDATES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]

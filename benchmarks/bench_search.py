@@ -177,7 +177,8 @@ def profile_fast() -> None:
     import cProfile
     import pstats
 
-    import greedy_compress.dictionary.suffix as suffix
+    from greedy_compress.dictionary.suffix import scorer as suffix
+    from greedy_compress.dictionary.suffix.workers import WorkerPool
 
     spent = {"advance": 0.0, "candidates": 0.0}
 
@@ -191,7 +192,7 @@ def profile_fast() -> None:
 
         return timed_call
 
-    split_stages, run = suffix.split_stages, suffix._Workers.run
+    split_stages, run = suffix.split_stages, WorkerPool.run
 
     def timing_split(*args, **kwargs):
         stages = split_stages(*args, **kwargs)
@@ -201,11 +202,11 @@ def profile_fast() -> None:
 
     build = make_build("tiny_resnet", "359", "fast")
     build()  # warm up
-    suffix.split_stages, suffix._Workers.run = timing_split, timing(run, "candidates")
+    suffix.split_stages, WorkerPool.run = timing_split, timing(run, "candidates")
     try:
         total, _ = timed(build)
     finally:
-        suffix.split_stages, suffix._Workers.run = split_stages, run
+        suffix.split_stages, WorkerPool.run = split_stages, run
     other = total - sum(spent.values())
     print("\nfast build (tiny_resnet, 359 samples), wall time on the calling thread:")
     print(f"  total {total:.2f}s")

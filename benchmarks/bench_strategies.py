@@ -49,8 +49,8 @@ from greedy_compress import (
 from greedy_compress.model.profile import ModelProfile
 from greedy_compress.schemes import Scheme
 from greedy_compress.selection.exact_cost import solve_exact
-from greedy_compress.selection.solvers import Selection, get_solver
 from greedy_compress.selection.optuna_search import optuna_search
+from greedy_compress.selection.solvers import Selection, get_solver
 
 TARGETS = (0.7, 0.5, 0.3)
 SCHEMES = ["spatial_svd", "weight_svd"]  # each gets a dictionary; "mixed" combines them all

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from greedy_compress.demo.data import DigitsData, load_digits_data
-from greedy_compress.demo.run import cache_dir, save_weights, trained_digits_cnn
 from greedy_compress.demo.models import TinyResNet
+from greedy_compress.demo.run import cache_dir, save_weights, trained_digits_cnn
 from greedy_compress.demo.training import train_classifier
 
 __all__ = ["BENCHMARK_MODELS", "median_time", "trained_resnet"]

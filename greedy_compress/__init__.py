@@ -12,8 +12,10 @@ __version__ = "0.1.0"
 
 from greedy_compress.api import build_report, compress, select
 from greedy_compress.apply import apply_selection, load_compressed
+from greedy_compress.dictionary.build import build_eval_scores
 from greedy_compress.dictionary.candidates import make_candidates
-from greedy_compress.model.cost import Cost, count_macs, measure_cost
+from greedy_compress.dictionary.mixed import combine_scores
+from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.errors import (
     DecompositionError,
     GreedyCompressError,
@@ -23,16 +25,19 @@ from greedy_compress.errors import (
     ScoresMismatchError,
     TargetUnreachableError,
 )
+from greedy_compress.model.cost import Cost, count_macs, measure_cost
 from greedy_compress.model.profile import LayerInfo, ModelProfile, profile_model
-from greedy_compress.selection.manual import available_layers, manual_selection
-from greedy_compress.dictionary.mixed import combine_scores
 from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
-from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
-from greedy_compress.selection.repair import MaxDrop, RepairResult, predicted_score, repair_selection
 from greedy_compress.report.report import CompressionReport, LayerReport
 from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
-from greedy_compress.dictionary.build import build_eval_scores
+from greedy_compress.selection.manual import available_layers, manual_selection
+from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
+from greedy_compress.selection.repair import (
+    MaxDrop,
+    RepairResult,
+    predicted_score,
+    repair_selection,
+)
 from greedy_compress.selection.solvers import (
     GreedySolver,
     KnapsackSolver,

@@ -12,8 +12,13 @@ from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
 from greedy_compress.apply import FinetuneCallback, apply_selection
+from greedy_compress.dictionary.build import Evaluator, build_eval_scores, run_evaluator
+from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.model.cost import CostMetric, measure_cost
 from greedy_compress.model.profile import make_example_input
+from greedy_compress.report.report import CompressionReport, LayerReport
+from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.selection.exact_cost import solve_exact
 from greedy_compress.selection.repair import (
     MaxDrop,
     RepairResult,
@@ -21,11 +26,6 @@ from greedy_compress.selection.repair import (
     predicted_score,
     repair_selection,
 )
-from greedy_compress.report.report import CompressionReport, LayerReport
-from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.selection.exact_cost import solve_exact
-from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.dictionary.build import Evaluator, build_eval_scores, run_evaluator
 from greedy_compress.selection.solvers import Selection, Solver, get_solver
 
 __all__ = ["build_report", "compress", "select"]

@@ -11,9 +11,9 @@ from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.errors import GreedyCompressError
+from greedy_compress.model.swap import replace_modules
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.selection.solvers import Selection
-from greedy_compress.model.swap import replace_modules
 
 __all__ = ["FinetuneCallback", "apply_selection", "load_compressed"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from greedy_compress.dictionary.candidates import DEFAULT_NUM_CANDIDATES
-from greedy_compress.model.cost import COST_METRICS
 from greedy_compress.errors import GreedyCompressError
+from greedy_compress.model.cost import COST_METRICS
 from greedy_compress.schemes import available_schemes, scheme_with_data
 from greedy_compress.selection.solvers import available_solvers
 
@@ -340,9 +340,9 @@ def _measured_point(path: str) -> Any:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
+    from greedy_compress.dictionary.scores import EvalScores
     from greedy_compress.report.analysis import reachable_ratio
     from greedy_compress.report.plots import save_plots
-    from greedy_compress.dictionary.scores import EvalScores
     from greedy_compress.selection.solvers import Selection
 
     scores = EvalScores.from_dict(_read_json_file(args.file, "dictionary"), source=args.file)

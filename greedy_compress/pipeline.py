@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._util.io import atomic_write_json
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
+from greedy_compress._util.io import atomic_write_json
 from greedy_compress.api import compress
 from greedy_compress.apply import FinetuneCallback
+from greedy_compress.dictionary.build import Evaluator
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import make_example_input
 from greedy_compress.report.report import CompressionReport
 from greedy_compress.schemes import Scheme, get_scheme, scheme_with_data
-from greedy_compress.dictionary.build import Evaluator
 from greedy_compress.selection.solvers import Solver, get_solver
 
 __all__ = ["AIMET_PIPELINE", "PipelineReport", "compress_pipeline"]

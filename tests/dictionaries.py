@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.model.cost import Cost
 from greedy_compress.model.profile import LayerInfo
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 
 
 def make_scores(

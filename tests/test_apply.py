@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from greedy_compress.apply import apply_selection, load_compressed
-from greedy_compress.model.cost import measure_cost
 from greedy_compress.demo.run import save_weights
-from greedy_compress.errors import GreedyCompressError
 from greedy_compress.dictionary.build import build_eval_scores
+from greedy_compress.errors import GreedyCompressError
+from greedy_compress.model.cost import measure_cost
 from greedy_compress.selection.solvers import GreedySolver, LayerChoice, Selection
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_compress.model.cost import Cost, check_metric, count_macs, measure_cost
 from greedy_compress.errors import InvalidParameterError
+from greedy_compress.model.cost import Cost, check_metric, count_macs, measure_cost
 
 
 def test_conv_macs_match_the_textbook_formula():

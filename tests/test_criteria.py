@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from greedy_compress.errors import InvalidParameterError
 from greedy_compress.schemes.criteria import (
     ChannelEvidence,
     available_criteria,
     get_criterion,
     register_criterion,
 )
-from greedy_compress.errors import InvalidParameterError
 from greedy_compress.selection.manual import manual_selection
 
 

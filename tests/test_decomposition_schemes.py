@@ -13,8 +13,8 @@ from torch import nn
 
 import greedy_compress.schemes.cp as cp_module
 import greedy_compress.schemes.tucker as tucker_module
-from greedy_compress.model.cost import measure_cost
 from greedy_compress.errors import DecompositionError, InvalidParameterError
+from greedy_compress.model.cost import measure_cost
 from greedy_compress.model.profile import profile_model
 from greedy_compress.schemes import CP, Tucker2, cp_decompose, get_scheme, tucker2
 from greedy_compress.schemes.tucker import core_ranks

@@ -13,9 +13,9 @@ import torch
 from _fast_models import make_data, make_model
 from _shard_worker import OPTIONS, CountingLoss
 
+from greedy_compress.dictionary.build import build_eval_scores
 from greedy_compress.dictionary.sharding import Known, Shard, part_path, read_parts, write_part
 from greedy_compress.errors import GreedyCompressError, ScoresMismatchError
-from greedy_compress.dictionary.build import build_eval_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -75,10 +75,10 @@ def test_index_pruning_removes_exactly_the_named_channels(tiny_net):
 @pytest.mark.parametrize(
     ("scheme", "values", "message"),
     [
-        ("filter_pruning_l2", {"conv2": 0.0}, r"values\['conv2'\].*ratio in \(0, 1\]. Got 0.0"),
-        ("filter_pruning_l2", {"conv2": 1.5}, r"ratio in \(0, 1\]. Got 1.5"),
-        ("weight_svd", {"conv2": math.nan}, r"ratio in \(0, 1\]. Got nan"),
-        ("filter_pruning_l2", {"conv2": [1, 2]}, r"ratio in \(0, 1\]. Got \[1, 2\]"),
+        ("filter_pruning_l2", {"conv2": 0.0}, r"values\['conv2'\].*float in \(0, 1\]. Got 0.0"),
+        ("filter_pruning_l2", {"conv2": 1.5}, r"float in \(0, 1\]. Got 1.5"),
+        ("weight_svd", {"conv2": math.nan}, r"float in \(0, 1\]. Got nan"),
+        ("filter_pruning_l2", {"conv2": [1, 2]}, r"float in \(0, 1\]. Got \[1, 2\]"),
         ("filter_pruning_l2", {"conv9": 0.5}, r"names of layers such as conv1.*Got 'conv9'"),
         ("filter_pruning_l2", {"head": 0.5}, r"'head': its output channels feed the model"),
         ("filter_pruning_index", {"conv2": [3, 16]}, r"indices in \[0, 16\).*Got \[3, 16\]"),

@@ -142,7 +142,7 @@ def test_mixed_dictionary_search_builds_each_layer_with_its_scheme(
     ("kwargs", "error", "match"),
     [
         ({"n_trials": 0}, InvalidParameterError, r"'n_trials'.*int >= 1.*Got 0"),
-        ({"timeout": -1}, InvalidParameterError, r"'timeout'.*seconds > 0.*Got -1"),
+        ({"timeout": -1}, InvalidParameterError, r"'timeout'.*None or a float > 0.*Got -1"),
         ({"storage": 123}, InvalidParameterError, r"'storage'.*RDB URL.*Got 123"),
         ({"sampler": "cmaes"}, InvalidParameterError, r"'sampler'.*'tpe'.*Got 'cmaes'"),
         ({"target": 1.2}, InvalidParameterError, r"'target'.*\(0, 1\).*Got 1.2"),

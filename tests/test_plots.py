@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from greedy_compress import GreedySolver, InvalidParameterError
+from greedy_compress.cli import main
 from greedy_compress.report.analysis import (
     MeasuredPoint,
     compare_selections,
@@ -23,7 +24,6 @@ from greedy_compress.report.analysis import (
     solve_strategies,
     tradeoff_curve,
 )
-from greedy_compress.cli import main
 from greedy_compress.report.plots import (
     plot_comparison,
     plot_selection,

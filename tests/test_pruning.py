@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from greedy_compress import apply_selection, compress, count_macs, load_compressed
-from greedy_compress.model.cost import measure_cost
 from greedy_compress.errors import GreedyCompressError, InvalidParameterError
+from greedy_compress.model.cost import measure_cost
 from greedy_compress.model.profile import profile_model
-from greedy_compress.selection.manual import manual_selection
-from greedy_compress.schemes import ChannelPruning, FilterPruning
 from greedy_compress.model.swap import swapped
+from greedy_compress.schemes import ChannelPruning, FilterPruning
+from greedy_compress.selection.manual import manual_selection
 from tests.pruning_models import FACTORIES, make_inputs, make_model, single_thread
 
 DATA = [(make_inputs(16, seed=2), torch.zeros(16))]

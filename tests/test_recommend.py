@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from greedy_compress.apply import apply_selection
-from greedy_compress.model.cost import Cost, count_macs
 from greedy_compress.errors import InvalidParameterError, TargetUnreachableError
+from greedy_compress.model.cost import Cost, count_macs
 from greedy_compress.model.profile import profile_model
+from greedy_compress.schemes import Scheme, WeightSVD, get_scheme
 from greedy_compress.selection.recommend import (
     calibrate_rank,
     evbmf,
@@ -19,7 +20,6 @@ from greedy_compress.selection.recommend import (
     recommend_slamp,
     recommend_vbmf,
 )
-from greedy_compress.schemes import Scheme, WeightSVD, get_scheme
 from greedy_compress.selection.solvers import Selection
 
 # --- VBMF -------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from greedy_compress.model.cost import measure_cost
 from greedy_compress.errors import InvalidParameterError
+from greedy_compress.model.cost import measure_cost
 from greedy_compress.model.profile import profile_model
+from greedy_compress.model.swap import swapped
 from greedy_compress.schemes import (
     ChannelPruning,
     FilterPruning,
@@ -20,7 +21,6 @@ from greedy_compress.schemes import (
     spatial_svd,
     weight_svd,
 )
-from greedy_compress.model.swap import swapped
 
 LAYERS = {
     "conv3x3": (nn.Conv2d(6, 10, 3, padding=1), (2, 6, 12, 13)),

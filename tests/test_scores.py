@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
-from greedy_compress.dictionary.scores import FORMAT_VERSION, EvalScores
 from greedy_compress.dictionary.build import build_eval_scores
+from greedy_compress.dictionary.scores import FORMAT_VERSION, EvalScores
+from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from greedy_compress.dictionary.build import build_eval_scores
 from greedy_compress.errors import (
     GreedyCompressError,
     NoCompressibleLayerError,
     ScoresMismatchError,
 )
-from greedy_compress.dictionary.build import build_eval_scores
 
 SHAPE = (1, 1, 8, 8)
 

@@ -8,10 +8,15 @@ from dataclasses import replace
 import pytest
 from dictionaries import make_scores
 
-from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.dictionary.mixed import combine_scores
 from greedy_compress.dictionary.scores import LayerScores
-from greedy_compress.selection.solvers import Selection, available_solvers, get_solver, layer_options
+from greedy_compress.errors import TargetUnreachableError
+from greedy_compress.selection.solvers import (
+    Selection,
+    available_solvers,
+    get_solver,
+    layer_options,
+)
 
 
 def _random_scores(seed: int, scheme: str = "weight_svd"):

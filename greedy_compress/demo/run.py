@@ -9,18 +9,18 @@ from pathlib import Path
 
 import torch
 
-from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress._util.constraints import check_open_unit
+from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress.api import compress
-from greedy_compress.dictionary.candidates import make_candidates
-from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.demo.data import DigitsData, load_digits_data
 from greedy_compress.demo.models import DigitsCNN
-from greedy_compress.selection.repair import MaxDrop, check_max_drop
+from greedy_compress.demo.training import train_classifier
+from greedy_compress.dictionary.candidates import make_candidates
+from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.report.report import CompressionReport
 from greedy_compress.schemes import get_scheme, scheme_with_data
+from greedy_compress.selection.repair import MaxDrop, check_max_drop
 from greedy_compress.selection.solvers import get_solver
-from greedy_compress.demo.training import train_classifier
 
 __all__ = ["cache_dir", "run_demo", "save_weights", "trained_digits_cnn"]
 
@@ -76,7 +76,8 @@ def run_demo(
     settings), ``selection.json``, ``report.json`` and ``compressed.pt`` (the compressed
     model's state dict; rebuild with :func:`greedy_compress.load_compressed`) and, with
     ``plots``, ``sensitivity.png``, ``selection.png``, ``tradeoff.png`` (this run's measured
-    ratio and score marked) and ``comparison.png`` (see :func:`greedy_compress.report.plots.save_plots`).
+    ratio and score marked) and ``comparison.png`` (see
+    :func:`greedy_compress.report.plots.save_plots`).
     ``max_drop`` and ``monotone`` are passed to :func:`greedy_compress.compress`.
     """
     from evaluators import TopKAccuracy
@@ -112,9 +113,9 @@ def run_demo(
     report.selection.save(out / "selection.json")
     save_weights(compressed, out / "compressed.pt")
     if plots:
+        from greedy_compress.dictionary.scores import EvalScores
         from greedy_compress.report.analysis import MeasuredPoint
         from greedy_compress.report.plots import save_plots
-        from greedy_compress.dictionary.scores import EvalScores
 
         measured = MeasuredPoint(report.achieved_ratio, report.final_score, "this run")
         save_plots(

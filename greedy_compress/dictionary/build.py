@@ -3,8 +3,8 @@
 This module orchestrates; the work is done elsewhere. Each layer's factorization is computed
 once and truncated for every candidate; candidates that round to the same rank are scored
 once. With a :class:`~evaluators.BatchEvaluator` the candidates of a layer are scored by
-suffix-only evaluation (:mod:`greedy_compress.dictionary.suffix`): the unchanged front of the network
-runs once per batch, only the rest per candidate. Any other evaluator, or a model fx cannot
+suffix-only evaluation (:mod:`greedy_compress.dictionary.suffix`): the unchanged front of the
+network runs once per batch, only the rest per candidate. Any other evaluator, or a model fx cannot
 trace, gets whole-model evaluation: the compressed layer is swapped into the model in
 place, evaluated, and the original put back, so the model is never copied. Under
 torch.distributed the work is split across ranks (:mod:`greedy_compress.dictionary.sharding`).
@@ -27,10 +27,11 @@ import torch
 from torch import nn
 
 from evaluators import BatchEvaluator
-from greedy_compress._util.progress import progress_bar
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
+from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary.candidates import make_candidates
-from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.dictionary.fingerprint import make_fingerprint
+from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.sharding import (
     Known,
     Shard,
@@ -40,13 +41,12 @@ from greedy_compress.dictionary.sharding import (
     remove_parts,
     write_part,
 )
-from greedy_compress.errors import GreedyCompressError, NoCompressibleLayerError
-from greedy_compress.dictionary.fingerprint import make_fingerprint
-from greedy_compress.model.profile import ModelProfile, make_example_input, profile_model
-from greedy_compress.schemes import Candidate, Factorization, Scheme, get_scheme
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.suffix import SuffixScorer, SuffixUnavailable, default_workers
+from greedy_compress.errors import GreedyCompressError, NoCompressibleLayerError
+from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.profile import ModelProfile, make_example_input, profile_model
 from greedy_compress.model.swap import swapped
+from greedy_compress.schemes import Candidate, Factorization, Scheme, get_scheme
 
 __all__ = ["Evaluator", "build_eval_scores", "run_evaluator"]
 

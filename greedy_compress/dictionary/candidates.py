@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-from greedy_compress._util.constraints import bad_parameter
+from greedy_compress._util.constraints import bad_parameter, check_ratio
 
 __all__ = ["DEFAULT_NUM_CANDIDATES", "make_candidates"]
 
@@ -33,15 +32,9 @@ def make_candidates(candidates: int | Sequence[float] | None, owner: str) -> tup
         raise bad_parameter("candidates", owner, "an int >= 2 or a list of ratios", candidates)
     ratios = set()
     for value in candidates:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or math.isnan(value)
-            or not 0.0 < value <= 1.0
-        ):
-            raise bad_parameter("candidates", owner, "ratios in (0, 1]", value)
-        if value < 1.0:
-            ratios.add(float(value))
+        ratio = check_ratio(value, "candidates", owner)
+        if ratio < 1.0:
+            ratios.add(ratio)
     if not ratios:
         raise bad_parameter("candidates", owner, "at least one ratio below 1", list(candidates))
     return tuple(sorted(ratios))

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.errors import ScoresMismatchError
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.errors import ScoresMismatchError
 
 __all__ = ["MIXED_SCHEME", "combine_scores"]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greedy_compress._util.io import atomic_write_json, read_json
-from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
+from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import LayerInfo
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "EvalScores", "LayerScores", "ScoreEntry"]
@@ -27,8 +27,8 @@ class ScoreEntry:
 
     ``score`` is None when the evaluator returned a non-finite value (the compressed model
     broke); solvers treat that as worse than any score. ``scheme`` is set only in a
-    mixed-scheme dictionary (:func:`greedy_compress.dictionary.mixed.combine_scores`), where entries of
-    several schemes share a layer; it is None when the dictionary's scheme applies.
+    mixed-scheme dictionary (:func:`greedy_compress.dictionary.mixed.combine_scores`), where
+    entries of several schemes share a layer; it is None when the dictionary's scheme applies.
     """
 
     ratio: float

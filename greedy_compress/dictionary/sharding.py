@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import distributed as dist
 
-from greedy_compress._util.io import atomic_write_json, read_json
 from greedy_compress._util.constraints import bad_parameter
+from greedy_compress._util.io import atomic_write_json, read_json
 from greedy_compress.errors import GreedyCompressError, ScoresFormatError, ScoresMismatchError
 
 __all__ = [

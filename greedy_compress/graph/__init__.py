@@ -1,7 +1,12 @@
-"""Channel dependencies of a model, from torch.fx tracing (used by the pruning schemes)."""
+"""The channel-dependency graph of a traced model: which channels must be pruned together,
+what pruning them costs, and the smaller modules. Used by the pruning schemes.
+
+A new module type is one handler in :mod:`greedy_compress.graph.handlers`.
+"""
 
 from __future__ import annotations
 
+from greedy_compress.graph.build import build_graph
 from greedy_compress.graph.dependency import (
     ChannelGroup,
     DependencyGraph,
@@ -9,18 +14,28 @@ from greedy_compress.graph.dependency import (
     ModuleUse,
     Segment,
 )
-from greedy_compress.graph.prune import group_cost, group_replacements, pruned_cost
-from greedy_compress.graph.trace import build_graph, trace_model
+from greedy_compress.graph.handlers import ModuleHandler, handler_for, register_handler
+from greedy_compress.graph.prune import (
+    ORIGINAL_OUTPUTS,
+    group_cost,
+    group_replacements,
+    module_cost,
+    pruned_cost,
+)
 
 __all__ = [
+    "ORIGINAL_OUTPUTS",
     "ChannelGroup",
     "DependencyGraph",
     "Layout",
+    "ModuleHandler",
     "ModuleUse",
     "Segment",
     "build_graph",
     "group_cost",
     "group_replacements",
+    "handler_for",
+    "module_cost",
     "pruned_cost",
-    "trace_model",
+    "register_handler",
 ]

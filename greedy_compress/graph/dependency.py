@@ -10,7 +10,9 @@ features once flattened into a Linear.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["ChannelGroup", "DependencyGraph", "Layout", "ModuleUse", "Segment"]
 
@@ -38,7 +40,9 @@ class ModuleUse:
 
     ``role`` is ``"conv"`` / ``"linear"`` (reads ``inputs``, writes a new group),
     ``"depthwise"`` or ``"norm"`` (carries its input channels through: ``outputs == inputs``).
-    ``positions`` is the number of output vectors per pass (for MACs).
+    ``positions`` is the number of output vectors per pass, ``kernel`` the number of kernel
+    taps, ``bias`` and ``affine`` whether it has a bias / a norm's scale and shift: enough
+    for its exact cost with any channels removed, without the module itself.
     """
 
     name: str
@@ -46,6 +50,39 @@ class ModuleUse:
     inputs: Layout
     outputs: Layout
     positions: int
+    kernel: int = 1
+    bias: bool = False
+    affine: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON (layouts as ``[group, size, block]`` triples)."""
+        return {
+            "role": self.role,
+            "inputs": [[s.group, s.size, s.block] for s in self.inputs],
+            "outputs": [[s.group, s.size, s.block] for s in self.outputs],
+            "positions": self.positions,
+            "kernel": self.kernel,
+            "bias": self.bias,
+            "affine": self.affine,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> ModuleUse:
+        """Inverse of :meth:`to_dict`."""
+
+        def layout(items: Any) -> Layout:
+            return tuple(Segment(int(g), int(s), int(b)) for g, s, b in items)
+
+        return cls(
+            name=name,
+            role=str(data["role"]),
+            inputs=layout(data["inputs"]),
+            outputs=layout(data["outputs"]),
+            positions=int(data["positions"]),
+            kernel=int(data["kernel"]),
+            bias=bool(data["bias"]),
+            affine=bool(data["affine"]),
+        )
 
 
 @dataclass

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from greedy_compress._util.constraints import check_choice
+from greedy_compress.model.modes import eval_mode
 
 __all__ = ["COST_METRICS", "Cost", "CostMetric", "check_metric", "count_macs", "measure_cost"]
 
@@ -59,13 +60,8 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
         >>> count_macs(nn.Linear(4, 3, bias=False), torch.zeros(2, 4))
         24
     """
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            module(*inputs)
-    finally:
-        module.train(was_training)
+    with eval_mode(module), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
     return counter.get_total_flops() // 2
 
 

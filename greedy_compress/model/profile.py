@@ -241,14 +241,11 @@ def profile_model(
         return hook
 
     handles = [module.register_forward_hook(make_hook(name)) for name, module in candidates.items()]
-    was_training = model.training
-    model.eval()
     try:
-        model_cost = measure_cost(model, example_input)
+        model_cost = measure_cost(model, example_input)  # in eval mode
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
 
     order = sorted((name for name in candidates if seen[name]), key=lambda n: seen[n][0][0])
     layers: dict[str, LayerInfo] = {}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.model.modes import eval_mode
 
 __all__ = ["capture", "take_samples", "tensor_hash"]
 
@@ -64,15 +65,12 @@ def capture(
         return hook
 
     handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in names]
-    was_training = model.training
-    model.eval()
     device = next((p.device for p in model.parameters()), inputs.device)
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for start in range(0, inputs.shape[0], batch_size):
                 model(inputs[start : start + batch_size].to(device))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return {n: (torch.cat(seen[n][0]), torch.cat(seen[n][1])) for n in names}

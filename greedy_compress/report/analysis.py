@@ -17,10 +17,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
-from greedy_compress.model.cost import CostMetric, check_metric
-from greedy_compress.errors import ScoresMismatchError, TargetUnreachableError
 from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.selection.solvers import GreedySolver, Selection, Solver, available_solvers, get_solver
+from greedy_compress.errors import ScoresMismatchError, TargetUnreachableError
+from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.selection.solvers import (
+    GreedySolver,
+    Selection,
+    Solver,
+    available_solvers,
+    get_solver,
+)
 
 __all__ = [
     "LayerSelection",

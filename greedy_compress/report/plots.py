@@ -21,8 +21,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
+from greedy_compress._util.io import atomic_write_bytes
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.model.cost import CostMetric
 from greedy_compress.report.analysis import (
     MeasuredPoint,
     SelectionData,
@@ -35,8 +37,6 @@ from greedy_compress.report.analysis import (
     solve_strategies,
     tradeoff_curve,
 )
-from greedy_compress.model.cost import CostMetric
-from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.selection.solvers import Selection, get_solver
 
 if TYPE_CHECKING:

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.model.cost import Cost, measure_cost
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.graph import (
     ChannelGroup,
@@ -28,6 +27,7 @@ from greedy_compress.graph import (
     group_replacements,
     pruned_cost,
 )
+from greedy_compress.model.cost import Cost, measure_cost
 from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.schemes._base import Factorization, Scheme
 
@@ -142,7 +142,7 @@ class GroupPruning(Scheme):
         if profile is None:
             return None
         layers = {
-            name: dataclasses.replace(info, cost=group_cost(model, graph, group, group.size))
+            name: dataclasses.replace(info, cost=group_cost(graph, group, group.size))
             if (group := self._groups.get(name)) is not None
             else info
             for name, info in profile.layers.items()
@@ -174,7 +174,7 @@ class GroupPruning(Scheme):
     def cost(self, layer: LayerInfo, rank: int) -> Cost:
         group = self._group(layer.name)  # a clear error if prepare() has not run
         assert self._model is not None and self._graph is not None  # set by prepare()
-        return group_cost(self._model, self._graph, group, rank)
+        return group_cost(self._graph, group, rank)
 
     def factorize(self, module: nn.Module) -> Factorization:
         raise GreedyCompressError(
@@ -235,7 +235,7 @@ class GroupPruning(Scheme):
         kept = {self._group(name).id: int(rank) for name, rank in ranks.items()}
         if self._model_cost is None:
             self._model_cost = measure_cost(self._model, self._example)
-        return pruned_cost(self._model, self._graph, self._model_cost, kept)
+        return pruned_cost(self._graph, self._model_cost, kept)
 
     def skipped_layers(self) -> dict[str, str]:
         """Layers it cannot prune, with the reason."""

@@ -17,8 +17,12 @@ from torch import nn
 from torch.nn import functional
 
 from greedy_compress._util.constraints import check_positive_int
-from greedy_compress.graph import ChannelGroup, DependencyGraph, group_replacements
-from greedy_compress.graph.prune import ORIGINAL_OUTPUTS
+from greedy_compress.graph import (
+    ORIGINAL_OUTPUTS,
+    ChannelGroup,
+    DependencyGraph,
+    group_replacements,
+)
 from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization

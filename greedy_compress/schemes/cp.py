@@ -30,8 +30,8 @@ from tensorly.decomposition import parafac
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.model.cost import Cost
 from greedy_compress.errors import DecompositionError
+from greedy_compress.model.cost import Cost
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._separable import split_conv_pair

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
-from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
 from greedy_compress.graph import ChannelGroup, DependencyGraph
 from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._pruning import GroupPruning
+from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
 
 __all__ = ["FilterPruning", "IndexPruning", "filter_pruning_scheme"]
 

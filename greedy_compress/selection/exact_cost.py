@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.schemes._base import Scheme
-from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.selection.solvers import Selection, Solver
 
 __all__ = ["solve_exact"]

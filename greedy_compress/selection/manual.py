@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from greedy_compress._util.constraints import bad_parameter, check_choice, check_positive_int
+from greedy_compress._util.constraints import (
+    bad_parameter,
+    check_choice,
+    check_positive_int,
+    check_ratio,
+)
 from greedy_compress.model.cost import Cost, CostMetric, check_metric
 from greedy_compress.model.profile import LayerInfo, ModelProfile, make_example_input, profile_model
 from greedy_compress.schemes import FilterPruning, IndexPruning, Scheme, get_scheme
@@ -160,14 +165,7 @@ def _check_indices(name: str, value: object, size: int, owner: str) -> list[int]
 
 
 def _check_ratio(name: str, value: object, owner: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or not 0.0 < value <= 1.0
-    ):
-        raise bad_parameter(f"values[{name!r}]", owner, "a ratio in (0, 1]", value)
-    return float(value)
+    return check_ratio(value, f"values[{name!r}]", owner)
 
 
 def manual_selection(

@@ -28,18 +28,26 @@ from typing import Any
 import optuna
 from torch import nn
 
+from greedy_compress._util.constraints import (
+    Interval,
+    NoneOr,
+    bad_parameter,
+    check,
+    check_open_unit,
+    check_positive_int,
+)
 from greedy_compress._util.progress import progress_bar
-from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
 from greedy_compress.apply import apply_selection
-from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.dictionary.build import Evaluator, run_evaluator
+from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.errors import (
     GreedyCompressError,
     InvalidParameterError,
     ScoresFormatError,
 )
+from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.swap import swapped
 from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.dictionary.build import Evaluator, run_evaluator
 from greedy_compress.selection.solvers import (
     GreedySolver,
     LayerChoice,
@@ -49,7 +57,6 @@ from greedy_compress.selection.solvers import (
     get_solver,
     layer_options,
 )
-from greedy_compress.model.swap import swapped
 
 __all__ = ["SearchResult", "optuna_search"]
 
@@ -231,12 +238,7 @@ def optuna_search(
     """
     target = check_open_unit(target, "target", _OWNER)
     n_trials = check_positive_int(n_trials, "n_trials", _OWNER)
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not timeout > 0  # also rejects NaN
-    ):
-        raise bad_parameter("timeout", _OWNER, "None or a number of seconds > 0", timeout)
+    timeout = check(timeout, NoneOr(Interval(float, 0, None, closed="neither")), "timeout", _OWNER)
     if not isinstance(scores, EvalScores):
         raise bad_parameter("scores", _OWNER, "an EvalScores dictionary", type(scores).__name__)
     if not callable(evaluator):

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from greedy_compress._util.constraints import Interval, bad_parameter, check_positive_int
 from greedy_compress._util.progress import progress_bar
-from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress.apply import apply_selection
-from greedy_compress.schemes import Scheme
-from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.dictionary.build import Evaluator, run_evaluator
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.schemes import Scheme
 from greedy_compress.selection.solvers import LayerChoice, LayerOption, Selection, layer_options
 from greedy_compress.selection.solvers._budget import meet_budget
 from greedy_compress.selection.solvers._fill import finite_score
@@ -86,13 +86,10 @@ def check_max_drop(value: Any, owner: str) -> MaxDrop | None:
         amount, allowed = value.amount, "a MaxDrop with an amount >= 0"
     else:
         amount, allowed = value, "None, a float >= 0 (absolute drop) or a MaxDrop"
-    if (
-        isinstance(amount, bool)
-        or not isinstance(amount, (int, float))
-        or math.isnan(amount)
-        or amount < 0
-    ):
-        raise bad_parameter("max_drop", owner, allowed, value)
+    try:
+        amount = Interval(float, 0, None).accept(amount)
+    except (TypeError, ValueError):
+        raise bad_parameter("max_drop", owner, allowed, value) from None
     if isinstance(value, MaxDrop):
         if value.relative not in (True, False):
             raise bad_parameter("max_drop", owner, "a MaxDrop with relative True or False", value)

@@ -13,7 +13,12 @@ from greedy_compress.selection.recommend.slamp import (
     lamp_scores,
     recommend_slamp,
 )
-from greedy_compress.selection.recommend.vbmf import VBMFResult, calibrate_rank, evbmf, recommend_vbmf
+from greedy_compress.selection.recommend.vbmf import (
+    VBMFResult,
+    calibrate_rank,
+    evbmf,
+    recommend_vbmf,
+)
 
 __all__ = [
     "LayerPruning",

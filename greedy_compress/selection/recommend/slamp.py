@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter, check_choice, check_open_unit
-from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.errors import TargetUnreachableError
+from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.model.profile import ModelProfile
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.selection.solvers import LayerChoice, Selection

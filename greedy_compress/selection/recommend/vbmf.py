@@ -33,9 +33,9 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress.errors import NoCompressibleLayerError
+from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.model.profile import LayerInfo, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, Tucker2, get_scheme
 from greedy_compress.schemes._tensorly import single_threaded_blas
@@ -44,6 +44,7 @@ from greedy_compress.selection.solvers import LayerChoice, Selection
 __all__ = ["VBMFResult", "calibrate_rank", "evbmf", "recommend_vbmf"]
 
 _OWNER = "recommend_vbmf"
+CALIBRATION = Interval(float, -1, 1)
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,7 @@ def evbmf(matrix: torch.Tensor | np.ndarray) -> VBMFResult:
 
 def check_calibration(value: Any, owner: str) -> float:
     """Return ``value`` as a float if it lies in [-1, 1]."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or not -1.0 <= value <= 1.0
-    ):
-        raise bad_parameter("calibration", owner, "a float in [-1, 1]", value)
-    return float(value)
+    return float(check(value, CALIBRATION, "calibration", owner))
 
 
 def calibrate_rank(rank: int, *, max_rank: int, calibration: float) -> int:

@@ -7,7 +7,13 @@ Adding one: write a module with a :class:`Solver` subclass implementing ``choose
 from __future__ import annotations
 
 from greedy_compress._util.registry import Registry
-from greedy_compress.selection.solvers._base import LayerChoice, LayerOption, Selection, Solver, layer_options
+from greedy_compress.selection.solvers._base import (
+    LayerChoice,
+    LayerOption,
+    Selection,
+    Solver,
+    layer_options,
+)
 from greedy_compress.selection.solvers.greedy import GreedySolver, pick_at_threshold
 from greedy_compress.selection.solvers.knapsack import KnapsackSolver
 

@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from greedy_compress._util.io import atomic_write_json, read_json
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
+from greedy_compress._util.io import atomic_write_json, read_json
+from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.errors import ScoresFormatError, TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.selection.monotone import fit_options, non_monotone
-from greedy_compress.errors import ScoresFormatError, TargetUnreachableError
-from greedy_compress.dictionary.scores import EvalScores
 
 __all__ = ["LayerChoice", "LayerOption", "Selection", "Solver", "layer_options"]
 
@@ -139,8 +139,8 @@ def layer_options(
 
     Candidates that round to the same rank appear once; candidates that do not lower the
     layer's cost are left out. With ``monotone=True`` each layer's scores are replaced by
-    their isotonic fit (:func:`greedy_compress.selection.monotone.fit_options`), so noise that makes a
-    layer score higher when compressed harder cannot mislead a solver.
+    their isotonic fit (:func:`greedy_compress.selection.monotone.fit_options`), so noise that
+    makes a layer score higher when compressed harder cannot mislead a solver.
     """
     options: dict[str, list[LayerOption]] = {}
     for name, layer in scores.layers.items():

@@ -1,19 +1,18 @@
-"""Trace a model with ``torch.fx`` and work out its channel groups.
+"""Work out a traced model's channel groups.
 
-Each node's output gets a *layout* (which groups its channels belong to); modules that
-create channels (Conv, Linear) start new groups, channel-wise operations (BatchNorm,
-activations, pooling, dropout, depthwise convs) carry their input's layout, residual adds
-tie the groups of their operands, concatenation lays groups side by side, and flattening
-into a Linear turns each channel into a block of features. Anything else the graph does not
-understand blocks the groups it touches, with the reason, so they are left alone.
+Each node's output gets a *layout* (which groups its channels belong to). Modules are
+handled by their type's handler (:mod:`greedy_compress.graph.handlers`: convs and Linears
+start new groups, BatchNorms, activations, pooling, dropout and depthwise convs carry their
+input's layout, ...); residual adds tie the groups of their operands, concatenation lays
+groups side by side, and flattening into a Linear turns each channel into a block of
+features. Anything else blocks the groups it touches, with the reason, so they are left
+alone.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import operator
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -28,39 +27,13 @@ from greedy_compress.graph.dependency import (
     ModuleUse,
     Segment,
 )
+from greedy_compress.graph.handlers import flatten_layout, handler_for
+from greedy_compress.model.modes import eval_mode
+from greedy_compress.model.trace import trace_model
 
-__all__ = ["build_graph", "trace_model"]
+__all__ = ["GraphBuilder", "build_graph"]
 
-# Modules and functions that act on each channel separately: output layout = input layout.
-_CHANNELWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Softplus,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.AlphaDropout,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.Upsample,
-)
+# Functions and methods that act on each channel separately: output layout = input layout.
 _CHANNELWISE_FUNCTIONS = {
     torch.relu,
     torch.sigmoid,
@@ -117,45 +90,6 @@ _REDUCE_METHODS = {"mean", "sum", "amax"}
 _METADATA_METHODS = {"size", "dim"}
 
 
-class _NamingTracer(fx.Tracer):
-    """A tracer that remembers which module it is inside, to name it when tracing fails."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed_in: str | None = None
-
-    def call_module(self, m, forward, args, kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return super().call_module(m, forward, args, kwargs)
-        except Exception:
-            if self.failed_in is None:  # the innermost module sees the error first
-                self.failed_in = self.path_of_module(m)
-            raise
-
-
-def trace_model(model: nn.Module) -> fx.GraphModule:
-    """Trace ``model`` symbolically; a failure names the module being traced.
-
-    Raises:
-        GraphTraceError: the model (or one of its modules) cannot be traced by torch.fx,
-            typically data-dependent control flow; the message names the module.
-    """
-    tracer = _NamingTracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as error:  # fx raises many types; all mean "not traceable"
-        where = tracer.failed_in or ""
-        module = model.get_submodule(where) if where else model
-        label = f"module {where!r}" if where else "the model's own forward"
-        first_line = str(error).splitlines()[0] if str(error) else repr(error)
-        raise GraphTraceError(
-            f"torch.fx cannot trace {label} ({type(module).__name__}): "
-            f"{type(error).__name__}: {first_line}. Pruning schemes need a traceable model "
-            "(no data-dependent control flow); the SVD schemes do not."
-        ) from error
-    return fx.GraphModule(model, graph)
-
-
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: list[int] = []
@@ -193,7 +127,9 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-class _Builder:
+class GraphBuilder:
+    """Walks the traced graph once, node by node; handlers call back into it."""
+
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
         self.uf = _UnionFind()
@@ -266,64 +202,40 @@ class _Builder:
         name = str(node.target)
         module = self.gm.get_submodule(name)
         inputs = self.input_layout(node)
-        if isinstance(module, _CHANNELWISE_MODULES) and inputs is not None:
-            return inputs  # stateless per-channel modules may be reused freely
-        self.calls[name] = self.calls.get(name, 0) + 1
+        handler = handler_for(module)
+        if handler is None:
+            return self.unknown(node, f"module {name} ({type(module).__name__})")
+        if not handler.reusable:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.calls[name] > 1:
+                self.blocked_modules[name] = "called more than once per forward pass"
+                self.block_layout(inputs, f"read by {name}, which is called more than once")
+                if name in self.uses:
+                    self.block_layout(self.uses[name].outputs, f"{name} is called more than once")
+                return self.fresh(node, blocked=f"made by {name}, which is called more than once")
         in_shape = _shape(node.args[0]) if node.args else None
-        out_shape = _shape(node)
-        if self.calls[name] > 1:
-            self.blocked_modules[name] = "called more than once per forward pass"
-            self.block_layout(inputs, f"read by {name}, which is called more than once")
-            if name in self.uses:
-                self.block_layout(self.uses[name].outputs, f"{name} is called more than once")
-            return self.fresh(node, blocked=f"made by {name}, which is called more than once")
-        if inputs is None or in_shape is None or out_shape is None:
-            return self.unknown(node, f"module {name}")
-        channels = out_shape[-1] if isinstance(module, nn.Linear) else out_shape[1]
-        positions = math.prod(out_shape) // channels
-        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-            if module.groups == 1:
-                return self.produce(node, name, "conv", inputs, positions)
-            if module.groups == module.in_channels == module.out_channels:
-                self.uses[name] = ModuleUse(name, "depthwise", inputs, inputs, positions)
-                return inputs
-            reason = f"grouped conv {name} (groups={module.groups}) ties channels across groups"
-            self.blocked_modules[name] = f"grouped conv (groups={module.groups})"
-            return self.unknown(node, reason)
-        if isinstance(module, nn.Linear):
-            if len(in_shape) != 2:
-                self.blocked_modules[name] = "Linear on a tensor with more than 2 dimensions"
-                return self.unknown(node, f"Linear {name} on {len(in_shape)}-D input")
-            return self.produce(node, name, "linear", inputs, positions)
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            self.uses[name] = ModuleUse(name, "norm", inputs, inputs, positions)
-            return inputs
-        if isinstance(module, nn.Flatten):
-            return self.flatten(node, inputs, in_shape, out_shape)
-        return self.unknown(node, f"module {name} ({type(module).__name__})")
+        return handler.visit(self, node, name, module, inputs, in_shape, _shape(node))
+
+    def record(self, use: ModuleUse) -> None:
+        """Note how module ``use.name`` touches channels (handlers call this)."""
+        self.uses[use.name] = use
 
     def produce(
-        self, node: fx.Node, name: str, role: str, inputs: Layout, positions: int
+        self,
+        node: fx.Node,
+        name: str,
+        role: str,
+        inputs: Layout,
+        positions: int,
+        kernel: int,
+        bias: bool,
     ) -> Layout | None:
+        """A module reading ``inputs`` and writing a new channel group; its output layout."""
         outputs = self.fresh(node)
         if outputs is None:
             return None
-        self.uses[name] = ModuleUse(name, role, inputs, outputs, positions)
+        self.record(ModuleUse(name, role, inputs, outputs, positions, kernel, bias))
         return outputs
-
-    def flatten(
-        self,
-        node: fx.Node,
-        inputs: Layout,
-        in_shape: tuple[int, ...],
-        out_shape: tuple[int, ...],
-    ) -> Layout | None:
-        if len(in_shape) == 2 and out_shape == in_shape:
-            return inputs
-        if len(out_shape) == 2 and out_shape[0] == in_shape[0] and len(in_shape) > 2:
-            spatial = math.prod(in_shape[2:])
-            return tuple(Segment(s.group, s.size, s.block * spatial) for s in inputs)
-        return self.unknown(node, f"reshape to {list(out_shape)}")
 
     def visit_function(self, node: fx.Node, target: Any, kind: str) -> Layout | None:
         label = getattr(target, "__name__", str(target))
@@ -342,7 +254,7 @@ class _Builder:
         if (target in _FLATTEN_METHODS) if is_method else (target in _FLATTEN):
             if inputs is None or in_shape is None or out_shape is None:
                 return self.unknown(node, label)
-            return self.flatten(node, inputs, in_shape, out_shape)
+            return flatten_layout(self, node, inputs, in_shape, out_shape)
         if (target in _REDUCE_METHODS) if is_method else (target in _REDUCE):
             dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
             dims = (dims,) if isinstance(dims, int) else dims
@@ -400,7 +312,7 @@ class _Builder:
             return tuple(Segment(uf.find(s.group), s.size, s.block) for s in layout)
 
         uses = {
-            name: ModuleUse(u.name, u.role, resolve(u.inputs), resolve(u.outputs), u.positions)
+            name: dataclasses.replace(u, inputs=resolve(u.inputs), outputs=resolve(u.outputs))
             for name, u in self.uses.items()
         }
         groups: dict[int, ChannelGroup] = {}
@@ -430,16 +342,6 @@ class _Builder:
         return DependencyGraph(groups=groups, modules=uses, blocked_modules=self.blocked_modules)
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> DependencyGraph:
     """Trace ``model`` and return its channel groups, shapes taken from ``example_input``.
 
@@ -454,15 +356,21 @@ def build_graph(model: nn.Module, example_input: torch.Tensor) -> DependencyGrap
         >>> group.producers, group.carriers, group.consumers, group.blocked
         (['0'], ['1'], ['3'], None)
     """
-    gm = trace_model(model)
-    with _eval_mode(gm), torch.no_grad():
+    try:
+        gm = trace_model(model)
+    except GraphTraceError as error:
+        raise GraphTraceError(
+            f"{error}. Pruning schemes need a traceable model (no data-dependent control "
+            "flow); the SVD schemes do not."
+        ) from error
+    with eval_mode(model), torch.no_grad():
         try:
             ShapeProp(gm).propagate(example_input)
         except Exception as error:
             raise GraphTraceError(
                 f"Running the traced model on the example input failed: {error}"
             ) from error
-    builder = _Builder(gm)
+    builder = GraphBuilder(gm)
     for node in gm.graph.nodes:
         layout = builder.visit(node)
         if layout is not None:
