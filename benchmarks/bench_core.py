@@ -21,7 +21,7 @@ from common import BENCHMARK_MODELS, median_time  # first: sets OMP_WAIT_POLICY
 
 from evaluators import TopKAccuracy
 from greedy_compress import apply_selection, build_eval_scores, count_macs, select
-from greedy_compress.selection.solvers import LayerChoice, Selection
+from greedy_compress.selection import LayerChoice, Selection
 
 TARGETS = (0.7, 0.5, 0.3)
 SCHEMES = ("spatial_svd", "weight_svd")
@@ -41,11 +41,11 @@ def uniform_selection(scores, target: float) -> Selection | None:
             return Selection(
                 scheme=scores.scheme,
                 solver="uniform",
-                metric="mac",
+                cost_metric="mac",
                 target=target,
                 predicted_ratio=(fixed + sum(e.cost.macs for e in entries.values())) / total,
                 choices={
-                    n: LayerChoice(e.real_ratio, e.rank, e.score or 0.0) for n, e in entries.items()
+                    n: LayerChoice(e.kept_ratio, e.rank, e.score or 0.0) for n, e in entries.items()
                 },
             )
     return None

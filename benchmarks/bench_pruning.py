@@ -11,10 +11,11 @@ nuclear norm), build the eval-score dictionary once, then for every target:
 
 Pruning layers interact (pruning a layer's inputs and its producer's inputs both shrink the
 producer), so the dictionary's additive cost prediction is optimistic when several layers
-are pruned; both methods are therefore priced exactly: the greedy solver's target is lowered
-until the exact cost meets the real target (``solve_exact``, as ``compress`` does), and the
-uniform fraction is bisected on the exact cost. Every reported ratio is then measured with
-``count_macs`` on the really pruned model and checked against the exact price. "asked" is
+are pruned; both methods are therefore priced exactly: every solver lowers the target it
+asks of its additive step until the exact cost the dictionary records meets the real target
+(``meet_exact_cost``), and the uniform fraction is bisected on the exact cost. Every
+reported ratio is then measured with ``count_macs`` on the really pruned model and checked
+against the exact price. "asked" is
 the target the solver was finally given.
 
 Run: python benchmarks/bench_pruning.py
@@ -46,7 +47,6 @@ from greedy_compress.demo.run import cache_dir, save_weights
 from greedy_compress.demo.training import train_classifier
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.schemes import ChannelPruning, FilterPruning
-from greedy_compress.selection.exact_cost import solve_exact
 from greedy_compress.selection.manual import available_layers, manual_selection
 
 TARGETS = (0.7, 0.5, 0.3)
@@ -104,7 +104,7 @@ def measured_ratio(selection, scheme, macs) -> float:
 def greedy_at(scores, scheme, target, macs):
     """The greedy selection, priced exactly (what ``compress`` does for pruning schemes)."""
     try:
-        selection = solve_exact(scores, scheme, GreedySolver(), target=target)
+        selection = GreedySolver().solve(scores, target=target)  # exact for pruning
     except TargetUnreachableError:
         return None
     return selection, measured_ratio(selection, scheme, macs)

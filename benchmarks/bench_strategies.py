@@ -48,9 +48,8 @@ from greedy_compress import (
 )
 from greedy_compress.model.profile import ModelProfile
 from greedy_compress.schemes import Scheme
-from greedy_compress.selection.exact_cost import solve_exact
+from greedy_compress.selection import Selection
 from greedy_compress.selection.optuna_search import optuna_search
-from greedy_compress.selection.solvers import Selection, get_solver
 
 TARGETS = (0.7, 0.5, 0.3)
 SCHEMES = ["spatial_svd", "weight_svd"]  # each gets a dictionary; "mixed" combines them all
@@ -104,11 +103,8 @@ def _prepared(context: Context, name: str) -> tuple[Scheme, ModelProfile]:
 
 
 def _solve(context: Context, solver: str, scores: EvalScores, target: float) -> Selection:
-    if scores.scheme == "mixed":
-        return select(scores, target=target, solver=solver)
-    # as compress() does: corrects pruning selections for layers that compound
-    scheme, _ = _prepared(context, scores.scheme)
-    return solve_exact(scores, scheme, get_solver(solver), target=target)
+    # exact also for pruning, whose layers compound (the dictionary records how)
+    return select(scores, target=target, solver=solver)
 
 
 def _measured_ratio(context: Context, selection: Selection) -> float:
@@ -161,7 +157,9 @@ def _slamp(context: Context, scores: EvalScores, target: float) -> Selection | N
     def make(kept: float) -> Selection | None:
         try:
             recommendation = recommend_slamp(context.model, ratio=1.0 - kept, layers=layers)
-            return recommendation.to_selection(scheme=scheme, profile=profile)
+            return recommendation.to_selection(
+                context.model, scheme=scheme, example_input=context.example
+            )
         except GreedyCompressError:
             return None
 

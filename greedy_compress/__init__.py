@@ -1,23 +1,35 @@
 """greedy-compress: automatic per-layer compression ratio selection for PyTorch models.
 
+The pipeline has three phases, one folder each: the eval-score dictionary
+(:mod:`greedy_compress.dictionary`), the selection (:mod:`greedy_compress.selection`) and the
+compressed model (:mod:`greedy_compress.apply`); :func:`compress` chains them.
+
 Example:
     >>> import greedy_compress as gc
-    >>> small, report = gc.compress(model, evaluator, target=0.5,
-    ...                             input_shape=(1, 3, 32, 32))  # doctest: +SKIP
+    >>> small, report = gc.compress(model, evaluator, target=0.5, input_shape=(1, 1, 8, 8),
+    ...                             progress=False)
+    >>> report.achieved_ratio <= 0.5
+    True
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from greedy_compress.api import build_report, compress, select
+from greedy_compress.api import compress, select
 from greedy_compress.apply import apply_selection, load_compressed
-from greedy_compress.dictionary.build import build_eval_scores
-from greedy_compress.dictionary.candidates import make_candidates
-from greedy_compress.dictionary.mixed import combine_scores
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.dictionary import (
+    BuildSettings,
+    EvalScores,
+    LayerScores,
+    ScoreEntry,
+    build_eval_scores,
+    combine_scores,
+    make_candidates,
+)
 from greedy_compress.errors import (
     DecompositionError,
+    GraphTraceError,
     GreedyCompressError,
     InvalidParameterError,
     NoCompressibleLayerError,
@@ -25,39 +37,49 @@ from greedy_compress.errors import (
     ScoresMismatchError,
     TargetUnreachableError,
 )
-from greedy_compress.model.cost import Cost, count_macs, measure_cost
-from greedy_compress.model.profile import LayerInfo, ModelProfile, profile_model
-from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
-from greedy_compress.report.report import CompressionReport, LayerReport
-from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
-from greedy_compress.selection.manual import available_layers, manual_selection
-from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
-from greedy_compress.selection.repair import (
-    MaxDrop,
-    RepairResult,
-    predicted_score,
-    repair_selection,
+from greedy_compress.model import (
+    Cost,
+    LayerInfo,
+    ModelProfile,
+    count_macs,
+    measure_cost,
+    profile_model,
 )
-from greedy_compress.selection.solvers import (
+from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
+from greedy_compress.report import CompressionReport, LayerReport, build_report
+from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
+from greedy_compress.selection import (
     GreedySolver,
     KnapsackSolver,
+    LayerChoice,
+    MaxDrop,
+    RepairResult,
     Selection,
     Solver,
+    available_layers,
     available_solvers,
     get_solver,
+    manual_selection,
+    predicted_score,
+    recommend_slamp,
+    recommend_vbmf,
     register_solver,
+    repair_selection,
 )
 
 __all__ = [
     "AIMET_PIPELINE",
+    "BuildSettings",
     "CompressionReport",
     "Cost",
     "DecompositionError",
     "EvalScores",
+    "GraphTraceError",
     "GreedyCompressError",
     "GreedySolver",
     "InvalidParameterError",
     "KnapsackSolver",
+    "LayerChoice",
     "LayerInfo",
     "LayerReport",
     "LayerScores",

@@ -1,8 +1,7 @@
-"""Build the compressed model from a selection (and rebuild it from saved files)."""
+"""Phase 3: build the compressed model from a selection (and rebuild it from saved files)."""
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 
@@ -10,10 +9,8 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.errors import GreedyCompressError
-from greedy_compress.model.swap import replace_modules
-from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.selection.solvers import Selection
+from greedy_compress.schemes import Scheme, build_compressed
+from greedy_compress.selection import Selection, layer_schemes
 
 __all__ = ["FinetuneCallback", "apply_selection", "load_compressed"]
 
@@ -45,39 +42,26 @@ def apply_selection(
             (default: zeros of ``selection.details["input_shape"]`` when recorded there).
 
     Example:
-        >>> selection = GreedySolver().solve(scores, target=0.5)  # doctest: +SKIP
-        >>> small = apply_selection(model, selection)             # doctest: +SKIP
+        >>> small = apply_selection(model, select(scores, target=0.5))
+        >>> count_macs(small, example_input) <= 0.5 * count_macs(model, example_input)
+        True
     """
-    override = None if scheme is None else get_scheme(scheme, "apply_selection")
-    if finetune is not None and not callable(finetune):
-        raise bad_parameter("finetune", "apply_selection", "a callable (model, name)", finetune)
-    schemes = {} if override is None else {override.name: override}
+    owner = "apply_selection"
     # Resolve every layer's scheme before copying the model, so a bad name fails fast.
-    layer_schemes: dict[str, Scheme] = {}
-    for name, choice in selection.choices.items():
-        wanted = choice.scheme
-        if wanted is None:
-            wanted = selection.scheme if override is None else override.name
-        if wanted not in schemes:
-            schemes[wanted] = get_scheme(wanted, "apply_selection")
-        layer_schemes[name] = schemes[wanted]
+    schemes = layer_schemes(selection.choices, selection.scheme, scheme=scheme, owner=owner)
+    if finetune is not None and not callable(finetune):
+        raise bad_parameter("finetune", owner, "a callable (model, name)", finetune)
     if example_input is None and "input_shape" in selection.details:
-        example_input = torch.zeros(tuple(selection.details["input_shape"]))
-    for used in {id(s): s for s in layer_schemes.values()}.values():
-        used.prepare(model, example_input=example_input, details=selection.details)
-    compressed = copy.deepcopy(model)
-    for name, choice in selection.choices.items():
-        try:
-            compressed.get_submodule(name)
-        except AttributeError:
-            raise GreedyCompressError(
-                f"The selection names layer {name!r}, which this model does not have."
-            ) from None
-        factorization = layer_schemes[name].factorize_in(compressed, name)
-        replace_modules(compressed, factorization.replacements(name, choice.rank))
-        if finetune is not None:
-            finetune(compressed, name)
-    return compressed
+        first = next(model.parameters(), None)
+        like = {} if first is None else {"dtype": first.dtype, "device": first.device}
+        example_input = torch.zeros(tuple(selection.details["input_shape"]), **like)
+    return build_compressed(
+        model,
+        {name: (schemes[name], choice.rank) for name, choice in selection.choices.items()},
+        example_input=example_input,
+        details=selection.details,
+        after_layer=finetune,
+    )
 
 
 def load_compressed(
@@ -93,8 +77,13 @@ def load_compressed(
     The weights file is read with ``torch.load(..., weights_only=True)``: never unpickled.
 
     Example:
-        >>> small = load_compressed(DigitsCNN(), Selection.load("selection.json"),
-        ...                         "compressed.pt")  # doctest: +SKIP
+        >>> import tempfile, pathlib
+        >>> selection = select(scores, target=0.5)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "small.pt"
+        >>> torch.save(apply_selection(model, selection).state_dict(), path)
+        >>> small = load_compressed(DigitsCNN(), selection, path)
+        >>> type(small.features[0]).__name__
+        'Sequential'
     """
     compressed = apply_selection(model, selection, scheme=scheme, example_input=example_input)
     state = torch.load(weights, map_location="cpu", weights_only=True)

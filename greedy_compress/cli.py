@@ -18,7 +18,7 @@ from greedy_compress.dictionary.candidates import DEFAULT_NUM_CANDIDATES
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.cost import COST_METRICS
 from greedy_compress.schemes import available_schemes, scheme_with_data
-from greedy_compress.selection.solvers import available_solvers
+from greedy_compress.selection import available_solvers
 
 __all__ = ["main"]
 
@@ -143,14 +143,28 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _quality(args: argparse.Namespace) -> dict[str, Any]:
-    """compress()'s max_drop and monotone arguments from the command line."""
-    from greedy_compress.selection.repair import MaxDrop
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments ``compress`` and ``run_demo`` share, from the command line: target,
+    scheme, solver, max_drop, monotone and the :class:`BuildSettings`."""
+    from greedy_compress.dictionary import BuildSettings
+    from greedy_compress.selection import MaxDrop
 
     max_drop: float | MaxDrop | None = args.max_drop
     if args.max_drop_relative is not None:
         max_drop = MaxDrop(args.max_drop_relative, relative=True)
-    return {"max_drop": max_drop, "monotone": args.monotone}
+    settings = BuildSettings().replace(
+        owner="greedy-compress",
+        cost=args.cost,
+        candidates=args.candidates,
+        progress=not args.no_progress,
+    )
+    return {
+        "target": args.target,
+        "solver": args.solver,
+        "max_drop": max_drop,
+        "monotone": args.monotone,
+        "settings": settings,
+    }
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -235,16 +249,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _run_demo(args: argparse.Namespace) -> int:
     from greedy_compress.demo.run import run_demo
 
-    report = run_demo(
-        target=args.target,
-        scheme=args.scheme,
-        cost=args.cost,
-        candidates=args.candidates,
-        out=args.out,
-        progress=not args.no_progress,
-        solver=args.solver,
-        **_quality(args),
-    )
+    report = run_demo(scheme=args.scheme, out=args.out, **_common(args))
     print(report.to_table())
     print(
         f"wrote {args.out}/: eval-score dictionary, selection.json, report.json, compressed.pt, "
@@ -280,20 +285,20 @@ def _run_compress(args: argparse.Namespace) -> int:
         example = {"input_shape": args.input_shape}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    common = _common(args)
+    settings = common.pop("settings").replace(
+        owner="greedy-compress compress",
+        ignore=args.ignore,
+        multiplicity=args.multiplicity,
+        **example,
+    )
     compressed, report = compress(
         model,
         TopKAccuracy(loader, max_batches=args.max_batches),
-        target=args.target,
         scheme=scheme_with_data(args.scheme, loader, "compress"),  # pruning samples --data
-        cost=args.cost,
-        candidates=args.candidates,
-        ignore=args.ignore,
-        multiplicity=args.multiplicity,
         scores_path=args.scores or out / "scores.json",
-        progress=not args.no_progress,
-        solver=args.solver,
-        **example,
-        **_quality(args),
+        settings=settings,
+        **common,
     )
     report.save(out / "report.json")
     assert report.selection is not None  # compress() always records it
@@ -305,7 +310,7 @@ def _run_compress(args: argparse.Namespace) -> int:
 
 
 def _run_scores(args: argparse.Namespace) -> int:
-    from greedy_compress.dictionary.scores import EvalScores
+    from greedy_compress.dictionary import EvalScores
 
     if not Path(args.file).is_file():
         raise CommandError(f"file {args.file!r} does not exist")
@@ -340,10 +345,9 @@ def _measured_point(path: str) -> Any:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from greedy_compress.dictionary.scores import EvalScores
-    from greedy_compress.report.analysis import reachable_ratio
+    from greedy_compress.dictionary import EvalScores
     from greedy_compress.report.plots import save_plots
-    from greedy_compress.selection.solvers import Selection
+    from greedy_compress.selection import Selection, reachable_ratio
 
     scores = EvalScores.from_dict(_read_json_file(args.file, "dictionary"), source=args.file)
     selection = None

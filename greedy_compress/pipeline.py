@@ -13,19 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
+from typing_extensions import Unpack
 
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
 from greedy_compress._util.io import atomic_write_json
 from greedy_compress.api import compress
 from greedy_compress.apply import FinetuneCallback
-from greedy_compress.dictionary.build import Evaluator
-from greedy_compress.model.cost import Cost, CostMetric
-from greedy_compress.model.profile import make_example_input
-from greedy_compress.report.report import CompressionReport
-from greedy_compress.schemes import Scheme, get_scheme, scheme_with_data
-from greedy_compress.selection.solvers import Solver, get_solver
+from greedy_compress.dictionary import BuildOptions, BuildSettings, Evaluator
+from greedy_compress.model.cost import Cost
+from greedy_compress.report import CompressionReport
+from greedy_compress.schemes import Scheme, scheme_with_data
+from greedy_compress.selection import MaxDrop, Solver, check_max_drop, get_solver
 
 __all__ = ["AIMET_PIPELINE", "PipelineReport", "compress_pipeline"]
 
@@ -54,7 +53,7 @@ class PipelineReport:
     @property
     def achieved_ratio(self) -> float:
         """Final cost over original cost, in the stages' metric."""
-        metric = self.stages[0].metric
+        metric = self.stages[0].cost_metric
         return self.model_after.get(metric) / self.model_before.get(metric)
 
     @property
@@ -89,7 +88,7 @@ class PipelineReport:
                 f"{stage.achieved_ratio:.4f}; score {stage.baseline_score:.4f} -> "
                 f"{stage.final_score:.4f}"
             )
-        metric = self.stages[0].metric
+        metric = self.stages[0].cost_metric
         lines.append(
             f"pipeline: {metric} kept {self.achieved_ratio:.4f}; score "
             f"{self.baseline_score:.4f} -> {self.final_score:.4f}"
@@ -109,10 +108,8 @@ def _check_stages(stages: Any, data: Any) -> list[tuple[Scheme, float]]:
         if not isinstance(stage, (tuple, list)) or len(stage) != 2:
             raise bad_parameter("stages", _OWNER, allowed, stage)
         scheme, target = stage
-        scheme = get_scheme(scheme, _OWNER) if data is None else scheme_with_data(scheme, data)
-        check_ready = getattr(scheme, "check_ready", None)
-        if check_ready is not None:  # e.g. channel pruning without data: fail before stage 1
-            check_ready()
+        scheme = scheme_with_data(scheme, data, _OWNER)
+        scheme.check_ready()  # e.g. channel pruning without data: fail before stage 1
         checked.append((scheme, check_open_unit(target, "target", _OWNER)))
     return checked
 
@@ -122,25 +119,21 @@ def compress_pipeline(
     evaluator: Evaluator,
     *,
     stages: Sequence[tuple[str | Scheme, float]] = AIMET_PIPELINE,
-    cost: CostMetric = "mac",
-    candidates: int | Sequence[float] | None = None,
-    example_input: torch.Tensor | None = None,
-    input_shape: Sequence[int] | None = None,
-    ignore: Iterable[str] = (),
-    multiplicity: int = 1,
+    solver: str | Solver = "greedy",
     scores_dir: str | os.PathLike[str] | None = None,
     finetune: FinetuneCallback | None = None,
-    progress: bool = True,
-    solver: str | Solver = "greedy",
+    max_drop: float | MaxDrop | None = None,
+    monotone: bool = False,
     data: Iterable[Any] | None = None,
+    settings: BuildSettings | None = None,
+    **options: Unpack[BuildOptions],
 ) -> tuple[nn.Module, PipelineReport]:
     """Compress in stages, each with its own scheme and target, each scored on the last's output.
 
     AIMET's recommendation is spatial SVD to 0.8 then channel pruning to 0.8 (the default;
     channel pruning samples ``data`` for its reconstruction); any registered scheme name or
-    instance works.
-    ``model`` is not modified. Other arguments are those of :func:`greedy_compress.compress`,
-    applied to every stage.
+    instance works. ``model`` is not modified. The other arguments are those of
+    :func:`greedy_compress.compress`, applied to every stage.
 
     Args:
         stages: ``(scheme, target)`` pairs; each target is relative to that stage's input.
@@ -153,17 +146,19 @@ def compress_pipeline(
         The final model and a :class:`PipelineReport` holding every stage's report.
 
     Example:
-        >>> small, report = compress_pipeline(
-        ...     model, evaluator, input_shape=(1, 3, 32, 32),
-        ...     stages=[("spatial_svd", 0.8), ("channel_pruning", 0.8)],
-        ...     data=train_loader)                                         # doctest: +SKIP
-        >>> print(report)                                                  # doctest: +SKIP
+        >>> small, report = compress_pipeline(model, evaluator, input_shape=(1, 1, 8, 8),
+        ...                                   stages=[("spatial_svd", 0.8), ("weight_svd", 0.8)],
+        ...                                   candidates=4, progress=False)
+        >>> len(report.stages), report.achieved_ratio < 0.8
+        (2, True)
     """
     # Check everything cheap before the first (expensive) dictionary.
     checked = _check_stages(stages, data)
+    config = BuildSettings.resolve(settings, dict(options), _OWNER)
     solver = get_solver(solver, _OWNER)
-    example = make_example_input(example_input, input_shape, _OWNER)
-    ignore = tuple(ignore)
+    check_max_drop(max_drop, _OWNER)
+    example = config.example_for(model, _OWNER)
+    config = config.replace(owner=_OWNER, example_input=example, input_shape=None)
     folder = None if scores_dir is None else Path(scores_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -175,15 +170,12 @@ def compress_pipeline(
             evaluator,
             target=target,
             scheme=scheme,
-            cost=cost,
-            candidates=candidates,
-            example_input=example,
-            ignore=ignore,
-            multiplicity=multiplicity,
+            solver=solver,
             scores_path=path,
             finetune=finetune,
-            progress=progress,
-            solver=solver,
+            max_drop=max_drop,
+            monotone=monotone,
+            settings=config,
         )
         reports.append(report)
     return current, PipelineReport(stages=reports)

@@ -38,7 +38,7 @@ def make_scores(
             info=info,
             entries=tuple(
                 ScoreEntry(
-                    ratio=c / macs, rank=i + 1, real_ratio=c / macs, cost=Cost(c, c), score=s
+                    asked_ratio=c / macs, rank=i + 1, kept_ratio=c / macs, cost=Cost(c, c), score=s
                 )
                 for i, (c, s) in enumerate(entries)
             ),

@@ -18,11 +18,11 @@ from greedy_compress.report.analysis import (
     predicted_score,
     reachable_ratio,
     selection_data,
+    selections_by_solver,
     sensitivity,
-    solve_strategies,
     tradeoff_curve,
 )
-from greedy_compress.selection.solvers import LayerChoice
+from greedy_compress.selection import LayerChoice
 from tests.dictionaries import TWO_LAYERS, make_scores
 
 # A third of the model is not scored; layer "b" has a failed candidate.
@@ -40,7 +40,7 @@ def hand_selection(**choices: tuple[float, int, float]) -> Selection:
     return Selection(
         scheme="weight_svd",
         solver="hand",
-        metric="mac",
+        cost_metric="mac",
         target=0.5,
         predicted_ratio=0.35,
         choices={name: LayerChoice(*choice) for name, choice in choices.items()},
@@ -56,7 +56,7 @@ def test_sensitivity_curves_end_at_the_baseline_and_rank_layers():
     assert a.mean_drop == pytest.approx((0.5 + 0.1 + 0.02) / 3)
     assert b.mean_drop == pytest.approx((0.05 + 0.03 + 0.01) / 3)
     assert data.most_sensitive() == ["a", "b"] and data.most_sensitive(1) == ["a"]
-    assert data.baseline == 1.0 and data.metric == "mac" and data.scheme == "weight_svd"
+    assert data.baseline == 1.0 and data.cost_metric == "mac" and data.scheme == "weight_svd"
 
 
 def test_sensitivity_counts_failed_candidates_first_and_shares_include_fixed_cost():
@@ -73,7 +73,7 @@ def test_sensitivity_shows_each_rank_once():
     layer = TWO_LAYERS.layers["a"]
     first = layer.entries[0]
     # two candidates that rounded to the same rank, as the search records them
-    duplicate = dataclasses.replace(first, ratio=0.25)
+    duplicate = dataclasses.replace(first, asked_ratio=0.25)
     scores = TWO_LAYERS.with_layer("a", dataclasses.replace(layer, entries=(first, duplicate)))
     assert sensitivity(scores).curves[0].ratios == (0.2, 1.0)
 
@@ -95,9 +95,9 @@ def test_selection_data_lists_every_layer_in_network_order():
     selection = hand_selection(b=(0.5, 2, 0.97))
     data = selection_data(WITH_FIXED, selection, measured_score=0.96)
     a, b = data.layers
-    assert (a.name, a.ratio, a.rank, a.score) == ("a", 1.0, None, 1.0)
+    assert (a.name, a.kept_ratio, a.rank, a.predicted_score) == ("a", 1.0, None, 1.0)
     assert a.cost_share == a.kept_share == pytest.approx(100 / 600)
-    assert (b.name, b.ratio, b.rank, b.score) == ("b", 0.5, 2, 0.97)
+    assert (b.name, b.kept_ratio, b.rank, b.predicted_score) == ("b", 0.5, 2, 0.97)
     assert b.cost_share == pytest.approx(200 / 600) and b.kept_share == pytest.approx(100 / 600)
     assert data.predicted_score == pytest.approx(0.97) and data.measured_score == 0.96
     assert data.label == "hand @ 0.5" and data.predicted_ratio == 0.35
@@ -131,7 +131,7 @@ def test_tradeoff_curve_resolves_each_target_without_evaluating():
         assert point.predicted_score == predicted_score(TWO_LAYERS, selection)
     assert curve.measured == (MeasuredPoint(0.5, 0.4),)
     assert curve.lowest_score == 0.4  # the measured point is below every dictionary score
-    assert curve.solver == "greedy" and curve.metric == "mac" and curve.baseline == 1.0
+    assert curve.solver == "greedy" and curve.cost_metric == "mac" and curve.baseline == 1.0
 
 
 def test_tradeoff_curve_default_targets_span_the_reachable_range():
@@ -149,16 +149,16 @@ def test_tradeoff_curve_rejects_bad_targets(targets):
         tradeoff_curve(TWO_LAYERS, targets=targets)
 
 
-def test_solve_strategies_covers_every_registered_solver_and_plain_greedy():
-    strategies = solve_strategies(TWO_LAYERS, target=0.6)
+def test_selections_by_solver_covers_every_registered_solver_and_plain_greedy():
+    strategies = selections_by_solver(TWO_LAYERS, target=0.6)
     assert list(strategies) == [*available_solvers(), "greedy (no fill)"]
     plain = GreedySolver(fill_budget=False).solve(TWO_LAYERS, target=0.6)
     assert strategies["greedy (no fill)"] == plain
     assert strategies["greedy"] == GreedySolver().solve(TWO_LAYERS, target=0.6)
-    twice = solve_strategies(TWO_LAYERS, target=0.6, solvers=[GreedySolver(), "greedy"])
+    twice = selections_by_solver(TWO_LAYERS, target=0.6, solvers=[GreedySolver(), "greedy"])
     assert list(twice) == ["greedy", "greedy (2)"]
-    with pytest.raises(InvalidParameterError, match="'target' parameter of solve_strategies"):
-        solve_strategies(TWO_LAYERS, target=1.0)
+    with pytest.raises(InvalidParameterError, match="'target' parameter of selections_by_solver"):
+        selections_by_solver(TWO_LAYERS, target=1.0)
 
 
 def test_compare_selections_labels_and_picks_the_best():

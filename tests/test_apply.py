@@ -10,7 +10,7 @@ from greedy_compress.demo.run import save_weights
 from greedy_compress.dictionary.build import build_eval_scores
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.cost import measure_cost
-from greedy_compress.selection.solvers import GreedySolver, LayerChoice, Selection
+from greedy_compress.selection import GreedySolver, LayerChoice, Selection
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_a_selection_for_another_model_is_refused(tiny_net):
     bad = Selection(
         scheme="weight_svd",
         solver="manual",
-        metric="mac",
+        cost_metric="mac",
         target=0.5,
         predicted_ratio=0.5,
         choices={"missing": LayerChoice(0.5, 2, 0.0)},

@@ -7,8 +7,8 @@ import random
 import pytest
 from dictionaries import make_scores
 
-from greedy_compress.selection.solvers import GreedySolver, LayerOption, Solver, layer_options
-from greedy_compress.selection.solvers._budget import meet_budget
+from greedy_compress.selection import GreedySolver, LayerOption, Solver, layer_options
+from greedy_compress.selection.budget import meet_budget
 
 
 class CheapestSolver(Solver):
@@ -36,7 +36,7 @@ def test_flat_dictionary_spreads_compression_evenly():
     selection = GreedySolver().solve(FLAT, target=0.5)
     assert selection.predicted_ratio == pytest.approx(0.5)
     # ties go to the layer compressed hardest, so no layer is left at 0.1 next to untouched ones
-    assert sorted(c.ratio for c in selection.choices.values()) == pytest.approx([0.5] * 4)
+    assert sorted(c.kept_ratio for c in selection.choices.values()) == pytest.approx([0.5] * 4)
 
 
 def test_pairs_close_a_gap_no_single_upgrade_can():

@@ -7,8 +7,9 @@ import pytest
 from dictionaries import make_scores
 from sklearn.isotonic import IsotonicRegression
 
-from greedy_compress.selection.monotone import fit_options, is_monotone, isotonic, non_monotone
-from greedy_compress.selection.solvers import GreedySolver, layer_options
+from greedy_compress.selection import GreedySolver, layer_options
+from greedy_compress.selection.monotone import is_monotone, isotonic
+from greedy_compress.selection.options import fit_options, non_monotone
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -73,7 +74,7 @@ def test_the_report_names_non_monotone_layers_and_the_budget_note():
     report = CompressionReport(
         scheme="weight_svd",
         solver="greedy",
-        metric="mac",
+        cost_metric="mac",
         target=0.6,
         achieved_ratio=0.6,
         predicted_ratio=0.6,
@@ -92,8 +93,8 @@ def test_the_report_names_non_monotone_layers_and_the_budget_note():
 
 
 def test_mixed_scheme_options_are_fitted_per_scheme():
-    from greedy_compress.selection.monotone import fit_options
-    from greedy_compress.selection.solvers import LayerOption
+    from greedy_compress.selection import LayerOption
+    from greedy_compress.selection.options import fit_options
 
     options = [
         LayerOption(0.2, 1, 2, 0.9, scheme="a"),

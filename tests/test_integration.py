@@ -7,6 +7,7 @@ import torch
 
 from greedy_compress import (
     InvalidParameterError,
+    apply_selection,
     build_eval_scores,
     compress,
     count_macs,
@@ -36,19 +37,28 @@ def test_pruning_with_max_drop_meets_the_target_as_measured(tiny_net, distance_e
     assert report.final_score == pytest.approx(distance_evaluator(compressed))
 
 
-def test_optuna_search_refuses_pruning_dictionaries_before_evaluating(tiny_net, distance_evaluator):
+def test_optuna_search_on_a_pruning_dictionary_keeps_the_target_as_measured(
+    tiny_net, distance_evaluator
+):
+    """Pruned layers compound; the search prices trials exactly, so every selection it
+    evaluates (and the one it returns) meets the target on the built model."""
     scores = build_eval_scores(
         tiny_net,
         distance_evaluator,
         scheme="filter_pruning_l2",
-        candidates=3,
+        candidates=4,
         input_shape=SHAPE,
         progress=False,
     )
-    calls = distance_evaluator.calls
-    with pytest.raises(InvalidParameterError, match=r"'scores'.*pruning.*filter_pruning_l2"):
-        optuna_search(tiny_net, distance_evaluator, scores, target=0.6, n_trials=2, progress=False)
-    assert distance_evaluator.calls == calls
+    result = optuna_search(
+        tiny_net, distance_evaluator, scores, target=0.6, n_trials=6, progress=False
+    )
+    x = torch.zeros(SHAPE)
+    measured = count_macs(apply_selection(tiny_net, result.selection), x) / count_macs(tiny_net, x)
+    assert measured == pytest.approx(result.selection.predicted_ratio) and measured <= 0.6
+    for trial in result.study.trials:
+        if trial.user_attrs.get("evaluated"):
+            assert trial.user_attrs["ratio"] <= 0.6 + 1e-12
 
 
 @pytest.mark.parametrize("scheme", ["filter_pruning_l2", "channel_pruning"])

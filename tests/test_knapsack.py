@@ -7,12 +7,7 @@ import pytest
 from dictionaries import TWO_LAYERS, make_scores
 
 from greedy_compress.errors import InvalidParameterError, TargetUnreachableError
-from greedy_compress.selection.solvers import (
-    GreedySolver,
-    KnapsackSolver,
-    get_solver,
-    layer_options,
-)
+from greedy_compress.selection import GreedySolver, KnapsackSolver, get_solver, layer_options
 
 
 def _random_scores(rng: random.Random, *, failures: bool = False):

@@ -9,8 +9,8 @@ import torch
 
 from greedy_compress import apply_selection, count_macs
 from greedy_compress.errors import InvalidParameterError
+from greedy_compress.selection import Selection
 from greedy_compress.selection.manual import available_layers, manual_selection
-from greedy_compress.selection.solvers import Selection
 from tests.pruning_models import make_inputs, make_model, single_thread
 
 pytestmark = pytest.mark.usefixtures(single_thread.__name__)
@@ -41,7 +41,9 @@ def test_svd_manual_selection_costs_what_it_predicts(tiny_net):
     measured = count_macs(small, EXAMPLE) / count_macs(tiny_net, EXAMPLE)
     assert measured == pytest.approx(selection.predicted_ratio)
     assert set(selection.choices) == {"conv2", "head"}
-    assert all(c.ratio <= r for c, r in zip(selection.choices.values(), (0.5, 0.3), strict=True))
+    assert all(
+        c.kept_ratio <= r for c, r in zip(selection.choices.values(), (0.5, 0.3), strict=True)
+    )
 
 
 def test_ratio_of_rank_keeps_that_fraction_of_channels_rounded_to_the_multiplicity(tiny_net):

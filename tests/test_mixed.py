@@ -20,7 +20,7 @@ from greedy_compress import (
 )
 from greedy_compress.dictionary.mixed import combine_scores
 from greedy_compress.pipeline import compress_pipeline
-from greedy_compress.selection.solvers import GreedySolver, LayerChoice, Selection
+from greedy_compress.selection import GreedySolver, LayerChoice, Selection
 
 SHAPE = (1, 1, 8, 8)
 
@@ -78,7 +78,7 @@ def test_combined_dictionary_holds_both_schemes_and_round_trips(both, tmp_path):
     assert list(mixed.planned) == [n for n in both[1].planned]  # network order kept
     mixed.save(tmp_path / "mixed.json")
     assert EvalScores.load(tmp_path / "mixed.json") == mixed
-    assert "weight_svd ratio" in mixed.to_table()
+    assert "weight_svd asked" in mixed.to_table()
 
 
 @pytest.mark.parametrize("solver", ["greedy", "knapsack"])
@@ -155,7 +155,7 @@ def test_a_mixed_choice_without_a_scheme_fails_clearly(tiny_net, both):
     broken = Selection(
         scheme="mixed",
         solver="greedy",
-        metric="mac",
+        cost_metric="mac",
         target=0.5,
         predicted_ratio=selection.predicted_ratio,
         choices={"conv2": LayerChoice(0.5, 2, 0.9)},

@@ -20,8 +20,8 @@ from greedy_compress.report.analysis import (
     MeasuredPoint,
     compare_selections,
     selection_data,
+    selections_by_solver,
     sensitivity,
-    solve_strategies,
     tradeoff_curve,
 )
 from greedy_compress.report.plots import (
@@ -56,7 +56,7 @@ def records():
         ),
         "comparison": (
             plot_comparison,
-            compare_selections(THREE_LAYERS, solve_strategies(THREE_LAYERS, target=0.5)),
+            compare_selections(THREE_LAYERS, selections_by_solver(THREE_LAYERS, target=0.5)),
         ),
     }
 
@@ -106,7 +106,7 @@ def test_selection_plot_bars_are_the_chosen_ratios_and_cost_shares():
     ax = Figure().add_subplot()
     plot_selection(data, ax=ax)
     bars = ax.patches[: 3 * len(data.layers)]
-    assert [b.get_height() for b in bars[0::3]] == [row.ratio for row in data.layers]
+    assert [b.get_height() for b in bars[0::3]] == [row.kept_ratio for row in data.layers]
     assert [b.get_height() for b in bars[1::3]] == [row.cost_share for row in data.layers]
     assert [b.get_height() for b in bars[2::3]] == [row.kept_share for row in data.layers]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["conv1", "conv2", "fc"]
@@ -129,7 +129,7 @@ def test_tradeoff_plot_clips_predictions_below_every_real_score():
 
 
 def test_comparison_plot_draws_one_bar_per_strategy_and_layer():
-    strategies = solve_strategies(THREE_LAYERS, target=0.5)
+    strategies = selections_by_solver(THREE_LAYERS, target=0.5)
     data = compare_selections(THREE_LAYERS, strategies, measured={"greedy": 0.95})
     ax = Figure().add_subplot()
     plot_comparison(data, ax=ax)
@@ -137,7 +137,7 @@ def test_comparison_plot_draws_one_bar_per_strategy_and_layer():
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels[0].startswith("greedy\nkeeps") and labels[0].endswith("measured 0.9500")
     first = [p.get_height() for p in ax.patches[:3]]
-    assert first == [row.ratio for row in data.strategies[0].layers]
+    assert first == [row.kept_ratio for row in data.strategies[0].layers]
 
 
 def test_save_plots_writes_every_plot_in_each_format(tmp_path):

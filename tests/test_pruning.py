@@ -199,7 +199,7 @@ def test_scheme_with_data_gives_data_only_to_schemes_that_use_it():
     channel = scheme_with_data("channel_pruning", DATA)
     assert isinstance(channel, ChannelPruning) and channel.data is DATA
     nuclear = scheme_with_data("filter_pruning_nuclear", DATA)
-    assert nuclear.needs_data and nuclear.data is DATA
+    assert nuclear.uses_data and nuclear.data is DATA
     assert isinstance(scheme_with_data("weight_svd", DATA), WeightSVD)
     with pytest.raises(InvalidParameterError, match=r"'scheme' parameter of demo.*'svd'"):
         scheme_with_data("svd", DATA, "demo")
@@ -291,50 +291,6 @@ def test_conv1d_models_prune_exactly(scheme):
                 profile.model_cost - info.cost + scheme.cost(info, 2)
             )
             assert model(example).shape == (2, 3)
-
-
-class _Compounding:
-    """A stand-in pruning scheme whose layers compound: the exact cost of a selection is
-    the additive one plus a penalty when both layers are pruned."""
-
-    name = "compounding"
-
-    def __init__(self, scores) -> None:
-        self.scores = scores
-
-    def selection_cost(self, ranks):
-        from greedy_compress.model.cost import Cost
-
-        total = self.scores.model_cost.macs
-        for name, rank in ranks.items():
-            layer = self.scores.layers[name]
-            entry = next(e for e in layer.entries if e.rank == rank)
-            total += entry.cost.macs - layer.info.cost.macs
-        if len(ranks) == 2:
-            total += 30
-        return Cost(total, total)
-
-
-def test_solve_exact_lowers_the_solver_target_until_the_exact_cost_fits():
-    from greedy_compress.errors import TargetUnreachableError
-    from greedy_compress.selection.exact_cost import solve_exact
-    from greedy_compress.selection.solvers import GreedySolver
-    from tests.dictionaries import make_scores
-
-    scores = make_scores({"a": (100, [(20, 0.9), (50, 0.99)]), "b": (100, [(20, 0.9), (50, 0.99)])})
-    scheme = _Compounding(scores)
-    # The plain threshold method prunes both layers, which compounds; the exact-budget fill
-    # would avoid it here by itself, so it is switched off to exercise solve_exact.
-    solver = GreedySolver(fill_budget=False)
-    plain = solver.solve(scores, target=0.6)
-    ranks = {n: c.rank for n, c in plain.choices.items()}
-    assert scheme.selection_cost(ranks).macs / 200 > 0.6  # the additive answer misses
-    exact = solve_exact(scores, scheme, solver, target=0.6)
-    ranks = {n: c.rank for n, c in exact.choices.items()}
-    assert scheme.selection_cost(ranks).macs / 200 == exact.predicted_ratio <= 0.6
-    assert exact.details["asked_target"] < 0.6 and exact.target == 0.6
-    with pytest.raises(TargetUnreachableError, match="compound"):
-        solve_exact(scores, scheme, solver, target=0.25)
 
 
 @pytest.mark.parametrize(("model_key", "scheme_key"), CASES)

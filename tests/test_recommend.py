@@ -13,6 +13,7 @@ from greedy_compress.errors import InvalidParameterError, TargetUnreachableError
 from greedy_compress.model.cost import Cost, count_macs
 from greedy_compress.model.profile import profile_model
 from greedy_compress.schemes import Scheme, WeightSVD, get_scheme
+from greedy_compress.selection import Selection
 from greedy_compress.selection.recommend import (
     calibrate_rank,
     evbmf,
@@ -20,7 +21,6 @@ from greedy_compress.selection.recommend import (
     recommend_slamp,
     recommend_vbmf,
 )
-from greedy_compress.selection.solvers import Selection
 
 # --- VBMF -------------------------------------------------------------------------------
 
@@ -261,14 +261,26 @@ def test_slamp_to_selection_uses_kept_counts_as_ranks():
     model = PruneNet()
     x = torch.zeros(1, 3, 10, 10)
     rec = recommend_slamp(model, ratio=0.3, layers=["conv1", "conv2"])
-    profile = profile_model(model, x)
-    selection = rec.to_selection(scheme=KeepFilters(), profile=profile)
+    selection = rec.to_selection(model, scheme=KeepFilters(), example_input=x)
     assert selection.solver == "slamp" and selection.scheme == "keep_filters"
     pruned = {n for n, layer in rec.layers.items() if layer.keep < layer.filters}
     assert set(selection.choices) == pruned
     for name, choice in selection.choices.items():
         assert choice.rank == rec.layers[name].keep
-        assert choice.ratio == pytest.approx(rec.layers[name].keep_ratio, abs=1e-6)
+        assert choice.kept_ratio == pytest.approx(rec.layers[name].keep_ratio, abs=1e-6)
     assert Selection.from_dict(selection.to_dict()) == selection
     with pytest.raises(InvalidParameterError, match=r"rank counts kept filters"):
-        rec.to_selection(scheme="spatial_svd", profile=profile)  # conv1: max rank 9, not 16
+        rec.to_selection(model, scheme="spatial_svd", example_input=x)  # conv1: rank 9, not 16
+
+
+def test_slamp_to_a_real_pruning_scheme_predicts_the_measured_ratio():
+    """The README's recipe: SLAMP's counts with filter pruning, whose pruned layers
+    compound; the predicted ratio is the built model's, measured."""
+    model = PruneNet()
+    x = torch.zeros(1, 3, 10, 10)
+    rec = recommend_slamp(model, ratio=0.4, layers=["conv1", "conv2"])
+    selection = rec.to_selection(model, scheme="filter_pruning_l2", input_shape=(1, 3, 10, 10))
+    assert len(selection.choices) == 2  # both layers pruned: their costs compound
+    small = apply_selection(model, selection)
+    measured = count_macs(small, x) / count_macs(model, x)
+    assert measured == pytest.approx(selection.predicted_ratio, abs=1e-12)

@@ -28,7 +28,7 @@ from greedy_compress import (
 from greedy_compress.demo.data import load_digits_data
 from greedy_compress.demo.models import TinyResNet
 from greedy_compress.demo.training import train_classifier
-from greedy_compress.selection.solvers import GreedySolver
+from greedy_compress.selection import GreedySolver
 
 
 class Counting:

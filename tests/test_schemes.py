@@ -106,7 +106,7 @@ def test_rank_rounding_gives_multiples_and_reports_the_real_ratio(multiplicity):
         plain = scheme.rank_for_ratio(info, ratio, "mac")
         candidate = scheme.candidate(info, ratio, "mac", multiplicity)
         assert candidate.rank == min(max(multiplicity, plain // multiplicity * multiplicity), 10)
-        assert candidate.real_ratio == pytest.approx(
+        assert candidate.kept_ratio == pytest.approx(
             scheme.cost(info, candidate.rank).macs / info.cost.macs
         )
 

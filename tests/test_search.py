@@ -30,7 +30,7 @@ def test_every_planned_layer_is_scored_at_every_candidate(tiny_net, distance_eva
     assert set(scores.skipped) == {"depthwise", "pointwise", "head"}
     assert scores.baseline == 0.0
     for layer in scores.layers.values():
-        assert [e.ratio for e in layer.entries] == [0.25, 0.5, 0.75]
+        assert [e.asked_ratio for e in layer.entries] == [0.25, 0.5, 0.75]
         assert all(e.score <= 0.0 for e in layer.entries)
     # candidates that round to the same rank are evaluated once
     distinct = sum(len({e.rank for e in layer.entries}) for layer in scores.layers.values())
@@ -175,10 +175,10 @@ def test_a_bad_baseline_score_is_an_error(tiny_net, result):
 
 
 def test_passes_are_planned_from_the_time_per_score():
-    from greedy_compress.dictionary.build import _next_pass
+    from greedy_compress.dictionary.scoring import next_pass
 
     pending = [("a", [1, 2]), ("b", [1, 2, 3]), ("c", [1]), ("d", [1, 2])]
-    assert _next_pass(pending, None, 10.0) == pending[:1]  # nothing timed yet: one layer
-    assert _next_pass(pending, 1.0, 6.0) == pending[:3]  # 2 + 3 + 1 scores of 1 s
-    assert _next_pass(pending, 1.0, 0.0) == pending[:1]  # always at least one layer
-    assert _next_pass(pending, 0.001, 10.0) == pending
+    assert next_pass(pending, None, 10.0) == pending[:1]  # nothing timed yet: one layer
+    assert next_pass(pending, 1.0, 6.0) == pending[:3]  # 2 + 3 + 1 scores of 1 s
+    assert next_pass(pending, 1.0, 0.0) == pending[:1]  # always at least one layer
+    assert next_pass(pending, 0.001, 10.0) == pending

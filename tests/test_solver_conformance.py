@@ -11,12 +11,7 @@ from dictionaries import make_scores
 from greedy_compress.dictionary.mixed import combine_scores
 from greedy_compress.dictionary.scores import LayerScores
 from greedy_compress.errors import TargetUnreachableError
-from greedy_compress.selection.solvers import (
-    Selection,
-    available_solvers,
-    get_solver,
-    layer_options,
-)
+from greedy_compress.selection import Selection, available_solvers, get_solver, layer_options
 
 
 def _random_scores(seed: int, scheme: str = "weight_svd"):
@@ -77,6 +72,6 @@ def test_every_solver_stays_within_budget_and_names_itself(name, mixed):
                 option = next(
                     o for o in options[layer] if o.rank == choice.rank and o.scheme == choice.scheme
                 )
-                assert choice.ratio == option.ratio
+                assert choice.kept_ratio == option.kept_ratio
                 assert (choice.scheme is not None) == mixed
             assert Selection.from_dict(selection.to_dict()) == selection

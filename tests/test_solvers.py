@@ -10,14 +10,14 @@ from greedy_compress.errors import (
     ScoresFormatError,
     TargetUnreachableError,
 )
-from greedy_compress.selection.solvers import (
+from greedy_compress.selection import (
     GreedySolver,
     Selection,
     available_solvers,
     get_solver,
     layer_options,
-    pick_at_threshold,
 )
+from greedy_compress.selection.solvers import pick_at_threshold
 
 
 def test_greedy_finds_the_highest_threshold_meeting_the_target():

@@ -43,8 +43,8 @@ def assert_same_scores(plain, fast, tolerance=1e-6):
     assert list(fast.layers) == list(plain.layers) and fast.is_complete
     for name, layer in plain.layers.items():
         other = fast.layers[name]
-        assert [(e.ratio, e.rank, e.cost) for e in other.entries] == [
-            (e.ratio, e.rank, e.cost) for e in layer.entries
+        assert [(e.asked_ratio, e.rank, e.cost) for e in other.entries] == [
+            (e.asked_ratio, e.rank, e.cost) for e in layer.entries
         ]
         for a, b in zip(layer.entries, other.entries, strict=True):
             assert a.score is not None and b.score is not None
@@ -109,11 +109,11 @@ class CountingCalls:
 
 @pytest.mark.parametrize("pass_seconds", [0.0, float("inf")])
 def test_the_front_of_the_network_runs_once_per_batch_and_pass(monkeypatch, pass_seconds):
-    """With ``_PASS_SECONDS`` 0 every layer gets its own pass over the data; with inf the
+    """With ``PASS_SECONDS`` 0 every layer gets its own pass over the data; with inf the
     first layer does (nothing is timed yet) and all the others share one."""
-    import greedy_compress.dictionary.build as search
+    from greedy_compress.dictionary import scoring
 
-    monkeypatch.setattr(search, "_PASS_SECONDS", pass_seconds)
+    monkeypatch.setattr(scoring, "PASS_SECONDS", pass_seconds)
     data = make_data(n=48, batch_size=16)  # 3 batches
     counts = {}
     for fast in (False, True):
@@ -529,9 +529,9 @@ class InterruptedLoss(NegativeLoss):
 
 def test_a_build_interrupted_in_a_pass_keeps_earlier_passes_and_resumes(monkeypatch, tmp_path):
     """Passes: the baseline, the first layer alone, then all the others together."""
-    import greedy_compress.dictionary.build as search
+    from greedy_compress.dictionary import scoring
 
-    monkeypatch.setattr(search, "_PASS_SECONDS", float("inf"))
+    monkeypatch.setattr(scoring, "PASS_SECONDS", float("inf"))
     model, data = make_model("vgg"), make_data()
     options = dict(scheme="weight_svd", candidates=[0.3, 0.6], input_shape=SHAPE, progress=False)
     reference = build_eval_scores(model, InterruptedLoss(data, None), **options)

@@ -34,6 +34,10 @@ class Registry(Generic[T]):
         self._classes[cls.name] = cls  # type: ignore[attr-defined]
         return cls
 
+    def cls(self, name: str) -> type[T] | None:
+        """The class registered as ``name``, or None."""
+        return self._classes.get(name)
+
     def get(self, value: Any, owner: str) -> T:
         """An instance for a registered name, or ``value`` itself if already an instance."""
         if isinstance(value, self.base):

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from typing_extensions import Unpack
 
-from greedy_compress._util.constraints import check_open_unit
+from greedy_compress._util.constraints import bad_parameter, check_open_unit
 from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress.api import compress
 from greedy_compress.demo.data import DigitsData, load_digits_data
 from greedy_compress.demo.models import DigitsCNN
 from greedy_compress.demo.training import train_classifier
-from greedy_compress.dictionary.candidates import make_candidates
-from greedy_compress.model.cost import CostMetric, check_metric
-from greedy_compress.report.report import CompressionReport
+from greedy_compress.dictionary import BuildOptions, BuildSettings, EvalScores
+from greedy_compress.report import CompressionReport
 from greedy_compress.schemes import get_scheme, scheme_with_data
-from greedy_compress.selection.repair import MaxDrop, check_max_drop
-from greedy_compress.selection.solvers import get_solver
+from greedy_compress.selection import MaxDrop, check_max_drop, get_solver
 
 __all__ = ["cache_dir", "run_demo", "save_weights", "trained_digits_cnn"]
 
@@ -61,59 +59,58 @@ def run_demo(
     *,
     target: float = 0.5,
     scheme: str = "spatial_svd",
-    cost: CostMetric = "mac",
-    candidates: int | Sequence[float] | None = None,
-    out: str | os.PathLike[str] = "greedy-compress-out",
-    progress: bool = True,
     solver: str = "greedy",
     max_drop: float | MaxDrop | None = None,
     monotone: bool = False,
+    out: str | os.PathLike[str] = "greedy-compress-out",
     plots: bool = True,
+    settings: BuildSettings | None = None,
+    **options: Unpack[BuildOptions],
 ) -> CompressionReport:
     """Train (or load) the digits CNN, compress it, and write the artifacts to ``out``.
 
-    Writes ``scores.json`` (the eval-score dictionary, reused by later runs with the same
-    settings), ``selection.json``, ``report.json`` and ``compressed.pt`` (the compressed
-    model's state dict; rebuild with :func:`greedy_compress.load_compressed`) and, with
-    ``plots``, ``sensitivity.png``, ``selection.png``, ``tradeoff.png`` (this run's measured
-    ratio and score marked) and ``comparison.png`` (see
-    :func:`greedy_compress.report.plots.save_plots`).
-    ``max_drop`` and ``monotone`` are passed to :func:`greedy_compress.compress`.
+    Writes ``scores-<scheme>-<cost>.json`` (the eval-score dictionary, reused by later runs
+    with the same settings), ``selection.json``, ``report.json`` and ``compressed.pt`` (the
+    compressed model's state dict; rebuild with :func:`greedy_compress.load_compressed`)
+    and, with ``plots``, ``sensitivity.png``, ``selection.png``, ``tradeoff.png`` (this
+    run's measured ratio and score marked) and ``comparison.png`` (see
+    :func:`greedy_compress.report.plots.save_plots`). The other arguments are those of
+    :func:`greedy_compress.compress`; the demo makes its own example input.
     """
     from evaluators import TopKAccuracy
 
+    owner = "run_demo"
     # Fail on bad options before spending time on training.
-    check_open_unit(target, "target", "run_demo")
-    get_scheme(scheme, "run_demo")
-    check_metric(cost, "run_demo")
-    make_candidates(candidates, "run_demo")
-    get_solver(solver, "run_demo")
-    check_max_drop(max_drop, "run_demo")
+    config = BuildSettings.resolve(settings, dict(options), owner)
+    if config.example_input is not None or config.input_shape is not None:
+        raise bad_parameter(
+            "example_input", owner, "left out (the demo feeds its own digit images)", "given"
+        )
+    check_open_unit(target, "target", owner)
+    get_scheme(scheme, owner)
+    get_solver(solver, owner)
+    check_max_drop(max_drop, owner)
 
-    model, data = trained_digits_cnn(progress=progress)
+    model, data = trained_digits_cnn(progress=config.progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scores_path = out / f"scores-{scheme}-{cost}.json"
+    scores_path = out / f"scores-{scheme}-{config.cost}.json"
     compressed, report = compress(
         model,
         TopKAccuracy(data.val_loader()),
         target=target,
-        scheme=scheme_with_data(scheme, data.train_loader(), "run_demo"),
-        cost=cost,
-        candidates=candidates,
-        example_input=data.val_images[:1],
-        scores_path=scores_path,
-        progress=progress,
+        scheme=scheme_with_data(scheme, data.train_loader(), owner),
         solver=solver,
+        scores_path=scores_path,
         max_drop=max_drop,
         monotone=monotone,
+        settings=config.replace(owner=owner, example_input=data.val_images[:1]),
     )
     report.save(out / "report.json")
     assert report.selection is not None  # compress() always records it
     report.selection.save(out / "selection.json")
     save_weights(compressed, out / "compressed.pt")
     if plots:
-        from greedy_compress.dictionary.scores import EvalScores
         from greedy_compress.report.analysis import MeasuredPoint
         from greedy_compress.report.plots import save_plots
 

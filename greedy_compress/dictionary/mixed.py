@@ -9,11 +9,12 @@ solves like any other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.dictionary.scores import EvalScores, LayerScores
 from greedy_compress.errors import ScoresMismatchError
 
 __all__ = ["MIXED_SCHEME", "combine_scores"]
@@ -73,6 +74,16 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
     incomplete = [s.scheme for s in scores if not s.is_complete]
     if incomplete:
         raise bad_parameter("scores", owner, "complete dictionaries", f"incomplete {incomplete}")
+    interacting = [s.scheme for s in scores if s.exact_costs is not None]
+    if interacting:
+        # A pruned layer changes its neighbours' shapes, so another scheme's candidates for
+        # those neighbours (scored on the unpruned model) would no longer describe them.
+        raise bad_parameter(
+            "scores",
+            owner,
+            "dictionaries of schemes whose layers are independent (not pruning)",
+            f"schemes {interacting}",
+        )
 
     first = scores[0]
     shared = {k: v for k, v in first.fingerprint.items() if k not in _PER_SCHEME_FIELDS}
@@ -100,11 +111,9 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
     for name in planned:
         having = [s for s in scores if name in s.layers]
         entries = [
-            ScoreEntry(e.ratio, e.rank, e.real_ratio, e.cost, e.score, scheme=s.scheme)
-            for s in having
-            for e in s.layers[name].entries
+            dataclasses.replace(e, scheme=s.scheme) for s in having for e in s.layers[name].entries
         ]
-        entries.sort(key=lambda e: (e.real_ratio, str(e.scheme)))
+        entries.sort(key=lambda e: (e.kept_ratio, str(e.scheme)))
         layers[name] = LayerScores(info=having[0].layers[name].info, entries=tuple(entries))
     # A layer is skipped only when no scheme could compress it.
     skipped_names = _merge_order([list(s.skipped) for s in scores])

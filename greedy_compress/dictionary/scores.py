@@ -3,6 +3,7 @@ that layer compressed. Plain data, saved as versioned JSON (never pickle)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -10,20 +11,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from torch import nn
+
 from greedy_compress._util.io import atomic_write_json, read_json
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
+from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import LayerInfo
+from greedy_compress.schemes import Candidate, scheme_class
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "EvalScores", "LayerScores", "ScoreEntry"]
 
 FORMAT_NAME = "greedy-compress/eval-scores"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: before asked_ratio / kept_ratio and exact_costs
 
 
 @dataclass(frozen=True)
-class ScoreEntry:
-    """The score of the model with one layer compressed at one candidate.
+class ScoreEntry(Candidate):
+    """A scored candidate: the model's score with only this layer compressed this way.
 
     ``score`` is None when the evaluator returned a non-finite value (the compressed model
     broke); solvers treat that as worse than any score. ``scheme`` is set only in a
@@ -31,19 +38,26 @@ class ScoreEntry:
     entries of several schemes share a layer; it is None when the dictionary's scheme applies.
     """
 
-    ratio: float
-    rank: int
-    real_ratio: float
-    cost: Cost
-    score: float | None
+    score: float | None = None
     scheme: str | None = None
 
+    @classmethod
+    def scored(cls, candidate: Candidate, score: float | None) -> ScoreEntry:
+        """``candidate`` with its score."""
+        return cls(
+            asked_ratio=candidate.asked_ratio,
+            rank=candidate.rank,
+            cost=candidate.cost,
+            kept_ratio=candidate.kept_ratio,
+            score=score,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON (``scheme`` only when set, so old files stay identical)."""
-        data = {
-            "ratio": self.ratio,
+        """Plain-data form for JSON (``scheme`` only when set)."""
+        data: dict[str, Any] = {
+            "asked_ratio": self.asked_ratio,
             "rank": self.rank,
-            "real_ratio": self.real_ratio,
+            "kept_ratio": self.kept_ratio,
             "cost": self.cost.to_dict(),
             "score": self.score,
         }
@@ -53,12 +67,13 @@ class ScoreEntry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreEntry:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (also reads format version 1's ``ratio`` and
+        ``real_ratio``)."""
         score = data["score"]
         return cls(
-            ratio=float(data["ratio"]),
+            asked_ratio=float(data["asked_ratio"] if "asked_ratio" in data else data["ratio"]),
             rank=int(data["rank"]),
-            real_ratio=float(data["real_ratio"]),
+            kept_ratio=float(data["kept_ratio"] if "kept_ratio" in data else data["real_ratio"]),
             cost=Cost.from_dict(data["cost"]),
             score=None if score is None else float(score),
             scheme=None if data.get("scheme") is None else str(data["scheme"]),
@@ -96,6 +111,8 @@ class EvalScores:
         planned: the layers to score, in network order.
         layers: the layers scored so far.
         skipped: layers the scheme cannot compress, with the reason.
+        exact_costs: how a whole selection is priced when the layers' costs interact
+            (pruning: :class:`~greedy_compress.graph.ChannelCosts`); None when they add up.
 
     Example:
         >>> scores = EvalScores.load("scores.json")  # doctest: +SKIP
@@ -109,6 +126,7 @@ class EvalScores:
     planned: tuple[str, ...]
     layers: dict[str, LayerScores] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    exact_costs: ChannelCosts | None = None
 
     @property
     def scheme(self) -> str:
@@ -116,9 +134,22 @@ class EvalScores:
         return str(self.fingerprint["scheme"])
 
     @property
-    def metric(self) -> CostMetric:
+    def cost_metric(self) -> CostMetric:
         """The cost metric ranks were chosen for (``"mac"`` or ``"memory"``)."""
-        return self.fingerprint["cost"]
+        metric: CostMetric = self.fingerprint["cost"]
+        return metric
+
+    def example_input(self, like: nn.Module | None = None) -> torch.Tensor:
+        """Zeros of the input shape the dictionary was built with, made like ``like``'s
+        parameters (dtype and device): enough for schemes that trace the model."""
+        first = None if like is None else next(like.parameters(), None)
+        factory = {} if first is None else {"dtype": first.dtype, "device": first.device}
+        return torch.zeros(tuple(self.fingerprint["input_shape"]), **factory)
+
+    def fixed_cost(self, metric: CostMetric) -> int:
+        """The model's cost outside the scored layers, in ``metric`` (additive view)."""
+        scored = sum(layer.info.cost.get(metric) for layer in self.layers.values())
+        return self.model_cost.get(metric) - scored
 
     @property
     def is_complete(self) -> bool:
@@ -131,9 +162,9 @@ class EvalScores:
         return [name for name in self.planned if name not in self.layers]
 
     def table(self) -> dict[str, dict[float, float | None]]:
-        """``{layer: {real_ratio: score}}`` including ratio 1.0 (the baseline)."""
+        """``{layer: {kept_ratio: score}}`` including ratio 1.0 (the baseline)."""
         return {
-            name: {**{e.real_ratio: e.score for e in layer.entries}, 1.0: self.baseline}
+            name: {**{e.kept_ratio: e.score for e in layer.entries}, 1.0: self.baseline}
             for name, layer in self.layers.items()
         }
 
@@ -141,7 +172,7 @@ class EvalScores:
         """A human-readable summary: settings, then score per layer and candidate."""
         fp = self.fingerprint
         lines = [
-            f"scheme {self.scheme}, cost metric {self.metric}, "
+            f"scheme {self.scheme}, cost metric {self.cost_metric}, "
             f"multiplicity {fp.get('multiplicity')}",
             f"evaluator {fp.get('evaluator')}, input shape {fp.get('input_shape')}",
             f"baseline score {self.baseline:.4f}; model {self.model_cost.macs:,} MACs, "
@@ -150,14 +181,15 @@ class EvalScores:
             + ("" if self.is_complete else f" (missing: {', '.join(self.missing)})"),
         ]
         width = max([len("layer"), *(len(name) for name in self.layers)])
+        metric = self.cost_metric
         for name, layer in self.layers.items():
-            share = layer.info.cost.get(self.metric) / max(1, self.model_cost.get(self.metric))
-            lines.append(f"{name:<{width}}  ({share:.1%} of model {self.metric})")
+            share = layer.info.cost.get(metric) / max(1, self.model_cost.get(metric))
+            lines.append(f"{name:<{width}}  ({share:.1%} of model {self.cost_metric})")
             for entry in layer.entries:
                 score = "failed" if entry.score is None else f"{entry.score:.4f}"
                 scheme = "" if entry.scheme is None else f"{entry.scheme} "
                 lines.append(
-                    f"  {scheme}ratio {entry.ratio:.2f} -> real {entry.real_ratio:.3f}, "
+                    f"  {scheme}asked {entry.asked_ratio:.2f} -> kept {entry.kept_ratio:.3f}, "
                     f"rank {entry.rank:>4}: {score}"
                 )
         for name, reason in self.skipped.items():
@@ -166,14 +198,7 @@ class EvalScores:
 
     def with_layer(self, name: str, layer: LayerScores) -> EvalScores:
         """A copy with ``layer`` added (the dictionary itself stays immutable)."""
-        return EvalScores(
-            fingerprint=self.fingerprint,
-            baseline=self.baseline,
-            model_cost=self.model_cost,
-            planned=self.planned,
-            layers={**self.layers, name: layer},
-            skipped=self.skipped,
-        )
+        return dataclasses.replace(self, layers={**self.layers, name: layer})
 
     # Serialization
 
@@ -191,18 +216,31 @@ class EvalScores:
             "planned": list(self.planned),
             "layers": {name: layer.to_dict() for name, layer in self.layers.items()},
             "skipped": dict(self.skipped),
+            "exact_costs": None if self.exact_costs is None else self.exact_costs.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> EvalScores:
-        """Inverse of :meth:`to_dict`; raises :class:`ScoresFormatError` on anything else."""
+    def from_dict(cls, data: Any, source: str = "<dict>", *, resuming: bool = False) -> EvalScores:
+        """Inverse of :meth:`to_dict`; raises :class:`ScoresFormatError` on anything else.
+
+        Version 1 files are read too, except those of schemes whose costs interact
+        (pruning), which lacked the exact pricing: ``build_eval_scores`` upgrades them
+        (``resuming=True``) without evaluating anything again.
+        """
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ScoresFormatError(f"{source} is not a greedy-compress eval-score file.")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ScoresFormatError(
                 f"{source} has format_version {version!r}; this greedy-compress reads "
-                f"version {FORMAT_VERSION}."
+                f"versions {', '.join(map(str, _READABLE_VERSIONS))}."
+            )
+        if version == 1 and not resuming and _costs_interact(data):
+            raise ScoresFormatError(
+                f"{source} was written by an older greedy-compress that did not record how "
+                "pruned layers' costs compound. Pass it to build_eval_scores with the same "
+                "model and settings (scores_path=...): it is upgraded without evaluating "
+                "anything again."
             )
         try:
             baseline = float(data["baseline"])
@@ -215,6 +253,9 @@ class EvalScores:
                 planned=tuple(data["planned"]),
                 layers={n: LayerScores.from_dict(v) for n, v in data["layers"].items()},
                 skipped=dict(data["skipped"]),
+                exact_costs=None
+                if data.get("exact_costs") is None
+                else ChannelCosts.from_dict(data["exact_costs"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ScoresFormatError(f"{source} is malformed: {error!r}") from error
@@ -225,7 +266,11 @@ class EvalScores:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        expect: Mapping[str, Any] | None = None,
+        resuming: bool = False,
     ) -> EvalScores:
         """Read a dictionary; with ``expect`` (a fingerprint), check it was made for that.
 
@@ -239,7 +284,7 @@ class EvalScores:
             raise ScoresFormatError(f"{os.fspath(path)} is not valid JSON: {error}") from error
         except UnicodeDecodeError as error:
             raise ScoresFormatError(f"{os.fspath(path)} is not a text file: {error}") from error
-        scores = cls.from_dict(data, source=os.fspath(path))
+        scores = cls.from_dict(data, source=os.fspath(path), resuming=resuming)
         if expect is not None:
             scores.check_fingerprint(expect, source=os.fspath(path))
         return scores
@@ -257,3 +302,10 @@ class EvalScores:
                 + "; ".join(differing)
                 + ". Use another scores path, or delete the file to rebuild it."
             )
+
+
+def _costs_interact(data: Mapping[str, Any]) -> bool:
+    """Whether a file's scheme prices selections exactly (a registered pruning scheme)."""
+    name = data.get("fingerprint", {}).get("scheme") if isinstance(data, Mapping) else None
+    scheme = scheme_class(name) if isinstance(name, str) else None
+    return scheme is not None and scheme.costs_interact

@@ -7,6 +7,7 @@ A new module type is one handler in :mod:`greedy_compress.graph.handlers`.
 from __future__ import annotations
 
 from greedy_compress.graph.build import build_graph
+from greedy_compress.graph.costs import ChannelCosts
 from greedy_compress.graph.dependency import (
     ChannelGroup,
     DependencyGraph,
@@ -20,11 +21,11 @@ from greedy_compress.graph.prune import (
     group_cost,
     group_replacements,
     module_cost,
-    pruned_cost,
 )
 
 __all__ = [
     "ORIGINAL_OUTPUTS",
+    "ChannelCosts",
     "ChannelGroup",
     "DependencyGraph",
     "Layout",
@@ -36,6 +37,5 @@ __all__ = [
     "group_replacements",
     "handler_for",
     "module_cost",
-    "pruned_cost",
     "register_handler",
 ]

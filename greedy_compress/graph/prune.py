@@ -28,7 +28,6 @@ __all__ = [
     "group_replacements",
     "layout_keep",
     "module_cost",
-    "pruned_cost",
 ]
 
 
@@ -67,24 +66,6 @@ def group_cost(graph: DependencyGraph, group: ChannelGroup, kept: int) -> Cost:
     total = Cost(0, 0)
     for name in group.members:
         total = total + module_cost(graph.modules[name], removed)
-    return total
-
-
-def pruned_cost(graph: DependencyGraph, model_cost: Cost, kept: Mapping[int, int]) -> Cost:
-    """Exact cost of the whole model once each group ``g`` keeps ``kept[g]`` channels.
-
-    Unlike summing per-group costs, this counts a layer whose input and output groups are
-    both pruned once, at the product of the two.
-
-    Example:
-        >>> pruned_cost(graph, measure_cost(net, x), {3: 4, 5: 8})  # doctest: +SKIP
-    """
-    removed = {g: graph.groups[g].size - k for g, k in kept.items()}
-    touched = dict.fromkeys(m for g in kept for m in graph.groups[g].members)
-    total = model_cost
-    for name in touched:
-        use = graph.modules[name]
-        total = total - module_cost(use, {}) + module_cost(use, removed)
     return total
 
 

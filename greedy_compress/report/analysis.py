@@ -17,19 +17,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from greedy_compress._util.constraints import bad_parameter, check_open_unit
-from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.errors import ScoresMismatchError, TargetUnreachableError
+from greedy_compress.dictionary import EvalScores
+from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
-from greedy_compress.selection.solvers import (
+from greedy_compress.report.report import LayerReport, layer_rows
+from greedy_compress.selection import (
     GreedySolver,
     Selection,
     Solver,
     available_solvers,
     get_solver,
+    predicted_score,
+    reachable_ratio,
 )
 
 __all__ = [
-    "LayerSelection",
     "MeasuredPoint",
     "SelectionData",
     "SensitivityCurve",
@@ -38,11 +40,9 @@ __all__ = [
     "TradeoffData",
     "TradeoffPoint",
     "compare_selections",
-    "predicted_score",
-    "reachable_ratio",
     "selection_data",
+    "selections_by_solver",
     "sensitivity",
-    "solve_strategies",
     "tradeoff_curve",
 ]
 
@@ -80,7 +80,7 @@ class SensitivityData:
     """Every scored layer's :class:`SensitivityCurve`, in network order, and the baseline."""
 
     scheme: str
-    metric: CostMetric
+    cost_metric: CostMetric
     baseline: float
     curves: tuple[SensitivityCurve, ...]
 
@@ -106,26 +106,29 @@ def sensitivity(scores: EvalScores) -> SensitivityData:
         >>> data.curves[0].ratios, data.curves[0].scores        # doctest: +SKIP
         ((0.34, 0.69, 1.0), (0.15, 0.42, 0.997))
     """
-    total = max(1, scores.model_cost.get(scores.metric))
+    total = max(1, scores.model_cost.get(scores.cost_metric))
     curves = []
     for name in [n for n in scores.planned if n in scores.layers]:
         layer = scores.layers[name]
         by_rank = {e.rank: e for e in layer.entries}
-        entries = sorted(by_rank.values(), key=lambda e: e.real_ratio)
+        entries = sorted(by_rank.values(), key=lambda e: e.kept_ratio)
         scored = [e.score for e in entries if e.score is not None]
         drops = [scores.baseline - s for s in scored]
         curves.append(
             SensitivityCurve(
                 name=name,
-                ratios=(*(e.real_ratio for e in entries), 1.0),
+                ratios=(*(e.kept_ratio for e in entries), 1.0),
                 scores=(*(e.score for e in entries), scores.baseline),
-                cost_share=layer.info.cost.get(scores.metric) / total,
+                cost_share=layer.info.cost.get(scores.cost_metric) / total,
                 mean_drop=sum(drops) / len(drops) if drops else 0.0,
                 failed=len(entries) - len(scored),
             )
         )
     return SensitivityData(
-        scheme=scores.scheme, metric=scores.metric, baseline=scores.baseline, curves=tuple(curves)
+        scheme=scores.scheme,
+        cost_metric=scores.cost_metric,
+        baseline=scores.baseline,
+        curves=tuple(curves),
     )
 
 
@@ -133,79 +136,23 @@ def sensitivity(scores: EvalScores) -> SensitivityData:
 
 
 @dataclass(frozen=True)
-class LayerSelection:
-    """What a selection does to one scored layer.
-
-    Attributes:
-        name: the layer's fully-qualified name.
-        ratio: kept fraction of the layer's cost (1.0: left alone).
-        rank: the chosen rank, None when left alone.
-        cost_share: the layer's share of the model's cost before compression.
-        kept_share: share of the original model's cost the layer keeps (``cost_share * ratio``).
-        score: the model's score with only this layer compressed this way (the baseline when
-            left alone; -inf when the evaluator failed there).
-    """
-
-    name: str
-    ratio: float
-    rank: int | None
-    cost_share: float
-    kept_share: float
-    score: float
-
-
-@dataclass(frozen=True)
 class SelectionData:
     """A selection laid out per layer in network order, with its predicted score.
 
-    ``predicted_score`` uses the additive model (see :func:`predicted_score`);
+    ``predicted_score`` uses the additive model (see
+    :func:`~greedy_compress.selection.predicted_score`);
     ``measured_score`` is the real score where the caller measured one.
     """
 
     label: str
     solver: str
-    metric: CostMetric
+    cost_metric: CostMetric
     target: float
     predicted_ratio: float
-    predicted_score: float
+    predicted_score: float | None
     baseline: float
-    layers: tuple[LayerSelection, ...]
+    layers: tuple[LayerReport, ...]
     measured_score: float | None = None
-
-
-def _check_matches(scores: EvalScores, selection: Selection, owner: str) -> None:
-    unknown = [name for name in selection.choices if name not in scores.layers]
-    if selection.scheme != scores.scheme or unknown:
-        problem = (
-            f"layers {', '.join(map(repr, unknown))} are not in the dictionary"
-            if unknown
-            else f"it was made with scheme {selection.scheme!r}, the dictionary with "
-            f"{scores.scheme!r}"
-        )
-        raise ScoresMismatchError(
-            f"{owner}: the selection does not come from this dictionary: {problem}."
-        )
-
-
-def predicted_score(scores: EvalScores, selection: Selection) -> float:
-    """The selection's score under the additive model.
-
-    ``baseline + sum over compressed layers of (single-layer score - baseline)``: each
-    layer's effect is measured with the others untouched, and the effects are assumed to
-    add up. Returns -inf when a chosen candidate has no finite score.
-
-    Raises:
-        ScoresMismatchError: the selection names layers the dictionary lacks, or another scheme.
-
-    Example:
-        >>> selection = select(scores, target=0.5)   # doctest: +SKIP
-        >>> predicted_score(scores, selection)       # doctest: +SKIP
-        0.9888
-    """
-    _check_matches(scores, selection, "predicted_score")
-    return scores.baseline + sum(
-        choice.predicted_score - scores.baseline for choice in selection.choices.values()
-    )
 
 
 def selection_data(
@@ -223,34 +170,23 @@ def selection_data(
         label: a name for legends (default ``"<solver> @ <target>"``).
         measured_score: the compressed model's real score, if you evaluated it.
 
+    Raises:
+        ScoresMismatchError: the selection does not come from this dictionary.
+
     Example:
-        >>> data = selection_data(scores, select(scores, target=0.5))  # doctest: +SKIP
-        >>> [(row.name, round(row.ratio, 2)) for row in data.layers]   # doctest: +SKIP
-        [('features.0', 1.0), ('features.3', 0.59), ...]
+        >>> data = selection_data(scores, select(scores, target=0.5))
+        >>> [row.name for row in data.layers][:2]
+        ['features.0', 'features.3']
     """
-    _check_matches(scores, selection, "selection_data")
-    metric = selection.metric
-    total = max(1, scores.model_cost.get(metric))
-    rows = []
-    for name in [n for n in scores.planned if n in scores.layers]:
-        share = scores.layers[name].info.cost.get(metric) / total
-        choice = selection.choices.get(name)
-        if choice is None:
-            rows.append(LayerSelection(name, 1.0, None, share, share, scores.baseline))
-        else:
-            kept = share * choice.ratio
-            rows.append(
-                LayerSelection(name, choice.ratio, choice.rank, share, kept, choice.predicted_score)
-            )
     return SelectionData(
         label=label or f"{selection.solver} @ {selection.target:g}",
         solver=selection.solver,
-        metric=metric,
+        cost_metric=selection.cost_metric,
         target=selection.target,
         predicted_ratio=selection.predicted_ratio,
         predicted_score=predicted_score(scores, selection),
         baseline=scores.baseline,
-        layers=tuple(rows),
+        layers=layer_rows(scores, selection),
         measured_score=measured_score,
     )
 
@@ -282,7 +218,7 @@ class TradeoffData:
 
     Attributes:
         solver: name of the solver used.
-        metric: the cost metric of the ratios.
+        cost_metric: the cost metric of the ratios.
         baseline: the uncompressed model's score.
         min_ratio: the smallest kept ratio the dictionary can reach.
         points: one per reachable target, in the order given.
@@ -294,29 +230,13 @@ class TradeoffData:
     """
 
     solver: str
-    metric: CostMetric
+    cost_metric: CostMetric
     baseline: float
     min_ratio: float
     points: tuple[TradeoffPoint, ...]
     measured: tuple[MeasuredPoint, ...] = ()
     unreachable: tuple[float, ...] = field(default_factory=tuple)
     lowest_score: float = -math.inf
-
-
-def reachable_ratio(scores: EvalScores, *, metric: CostMetric | None = None) -> float:
-    """The smallest kept cost ratio: every scored layer at its cheapest candidate.
-
-    Example:
-        >>> reachable_ratio(scores)  # doctest: +SKIP
-        0.0987
-    """
-    metric = scores.metric if metric is None else check_metric(metric, "reachable_ratio")
-    total = max(1, scores.model_cost.get(metric))
-    kept = total
-    for layer in scores.layers.values():
-        original = layer.info.cost.get(metric)
-        kept -= original - min([original, *(e.cost.get(metric) for e in layer.entries)])
-    return kept / total
 
 
 def _measured(points: Iterable[MeasuredPoint | tuple[float, float]]) -> tuple[MeasuredPoint, ...]:
@@ -335,7 +255,7 @@ def tradeoff_curve(
     *,
     targets: Sequence[float] | None = None,
     solver: str | Solver = "greedy",
-    metric: CostMetric | None = None,
+    cost: CostMetric | None = None,
     measured: Iterable[MeasuredPoint | tuple[float, float]] = (),
 ) -> TradeoffData:
     """Re-solve the dictionary for many targets; nothing is evaluated.
@@ -346,12 +266,12 @@ def tradeoff_curve(
             reachable ratio to 0.95. Targets below the reachable ratio are listed in
             ``unreachable`` instead of failing the whole curve.
         solver: a solver name or instance.
-        metric: cost metric (default: the dictionary's).
+        cost: cost metric (default: the dictionary's).
         measured: ``MeasuredPoint`` or ``(ratio, score)`` pairs from real evaluations.
 
     Returns:
         :class:`TradeoffData`; predicted scores use the additive model (see
-        :func:`predicted_score`).
+        :func:`~greedy_compress.selection.predicted_score`).
 
     Example:
         >>> curve = tradeoff_curve(scores, targets=[0.3, 0.5, 0.7])   # doctest: +SKIP
@@ -359,8 +279,8 @@ def tradeoff_curve(
     """
     owner = "tradeoff_curve"
     solver = get_solver(solver, owner)
-    metric = scores.metric if metric is None else check_metric(metric, owner)
-    low = reachable_ratio(scores, metric=metric)
+    metric = scores.cost_metric if cost is None else check_metric(cost, owner)
+    low = reachable_ratio(scores, cost=metric)
     if targets is None:
         start = min(max(low, 0.01), 0.95)
         step = (0.95 - start) / (DEFAULT_TRADEOFF_POINTS - 1)
@@ -372,13 +292,13 @@ def tradeoff_curve(
     points, unreachable = [], []
     for target in targets:
         try:
-            selection = solver.solve(scores, target=target, metric=metric)
+            selection = solver.solve(scores, target=target, cost=metric)
         except TargetUnreachableError:
             unreachable.append(target)
             continue
-        points.append(
-            TradeoffPoint(target, selection.predicted_ratio, predicted_score(scores, selection))
-        )
+        score = predicted_score(scores, selection)
+        assert score is not None  # a solver's choices always carry their scores
+        points.append(TradeoffPoint(target, selection.predicted_ratio, score))
     measured = _measured(measured)
     seen = [
         scores.baseline,
@@ -387,7 +307,7 @@ def tradeoff_curve(
     ]
     return TradeoffData(
         solver=solver.name,
-        metric=metric,
+        cost_metric=metric,
         baseline=scores.baseline,
         min_ratio=low,
         points=tuple(points),
@@ -415,7 +335,7 @@ class StrategyComparison:
         return max(self.strategies, key=lambda s: s.predicted_score)
 
 
-def solve_strategies(
+def selections_by_solver(
     scores: EvalScores, *, target: float, solvers: Sequence[str | Solver] | None = None
 ) -> dict[str, Selection]:
     """Solve one target with several solvers, labelled for legends.
@@ -425,20 +345,20 @@ def solve_strategies(
     labelled ``"greedy (no fill)"``.
 
     Example:
-        >>> {k: s.predicted_ratio for k, s in solve_strategies(scores, target=0.5).items()}
+        >>> {k: s.predicted_ratio for k, s in selections_by_solver(scores, target=0.5).items()}
         ... # doctest: +SKIP
         {'greedy': 0.4988, 'greedy (no fill)': 0.3967}
     """
-    target = check_open_unit(target, "target", "solve_strategies")
+    target = check_open_unit(target, "target", "selections_by_solver")
     if solvers is None:
         chosen: list[tuple[str, Solver]] = [
-            (name, get_solver(name, "solve_strategies")) for name in available_solvers()
+            (name, get_solver(name, "selections_by_solver")) for name in available_solvers()
         ]
         chosen.append(("greedy (no fill)", GreedySolver(fill_budget=False)))
     else:
         chosen = []
         for item in solvers:
-            solver = get_solver(item, "solve_strategies")
+            solver = get_solver(item, "selections_by_solver")
             chosen.append((item if isinstance(item, str) else solver.name, solver))
     labels = _unique([label for label, _ in chosen])
     return {
@@ -468,12 +388,12 @@ def compare_selections(
 
     Args:
         scores: the dictionary they were solved from.
-        selections: ``{label: selection}`` (e.g. from :func:`solve_strategies`), or a
+        selections: ``{label: selection}`` (e.g. from :func:`selections_by_solver`), or a
             sequence labelled ``"<solver> @ <target>"``.
         measured: real scores by label, where you evaluated the compressed models.
 
     Example:
-        >>> comparison = compare_selections(scores, solve_strategies(scores, target=0.5))
+        >>> comparison = compare_selections(scores, selections_by_solver(scores, target=0.5))
         ... # doctest: +SKIP
         >>> [(s.label, s.predicted_score) for s in comparison.strategies]  # doctest: +SKIP
     """

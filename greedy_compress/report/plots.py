@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
 from greedy_compress._util.io import atomic_write_bytes
-from greedy_compress.dictionary.scores import EvalScores
+from greedy_compress.dictionary import EvalScores
 from greedy_compress.model.cost import CostMetric
 from greedy_compress.report.analysis import (
     MeasuredPoint,
@@ -33,11 +33,11 @@ from greedy_compress.report.analysis import (
     TradeoffData,
     compare_selections,
     selection_data,
+    selections_by_solver,
     sensitivity,
-    solve_strategies,
     tradeoff_curve,
 )
-from greedy_compress.selection.solvers import Selection, get_solver
+from greedy_compress.selection import Selection, get_solver
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -150,7 +150,7 @@ def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: in
     ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
     if len(data.curves) > len(highlighted):
         ax.plot([], [], color=_NEUTRAL, label=f"{len(data.curves) - len(highlighted)} other layers")
-    units = _units(data.metric)
+    units = _units(data.cost_metric)
     ax.set_xlabel(f"kept fraction of the layer's {units} (%)")
     ax.set_ylabel("model score, only this layer compressed")
     ax.set_title(f"Per-layer sensitivity ({data.scheme})")
@@ -177,14 +177,14 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
         >>> ax = plot_selection(data)                                 # doctest: +SKIP
     """
     ax = _new_axes(ax, _selection_size(data))
-    units = _units(data.metric)
+    units = _units(data.cost_metric)
     positions = list(range(len(data.layers)))
     width = 0.38
     for x, row in zip(positions, data.layers, strict=True):
         untouched = row.rank is None
         ax.bar(
             x - width / 2,
-            row.ratio,
+            row.kept_ratio,
             width,
             color=_NEUTRAL if untouched else "C0",
             hatch="//" if untouched else None,
@@ -202,7 +202,11 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
     _percent_axis(ax.yaxis)
     ax.set_ylabel("fraction (%)")
     ax.set_xlabel("layer (network order)")
-    score = f"predicted score {data.predicted_score:.4f}"
+    score = (
+        "no predicted score"
+        if data.predicted_score is None
+        else f"predicted score {data.predicted_score:.4f}"
+    )
     if data.measured_score is not None:
         score += f", measured {data.measured_score:.4f}"
     ax.set_title(
@@ -219,7 +223,7 @@ def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
     """Predicted (and measured) score against the kept fraction of the model's cost.
 
     The predicted curve comes from re-solving the dictionary for many targets (additive
-    model, see :func:`greedy_compress.report.analysis.predicted_score`); measured points, where
+    model, see :func:`greedy_compress.selection.predicted_score`); measured points, where
     given, show how far the prediction is from real evaluations.
 
     Args:
@@ -283,7 +287,7 @@ def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
     ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
     reachable = f"smallest reachable ({data.min_ratio:.1%})"
     ax.axvline(data.min_ratio, color=_NEUTRAL, linestyle=":", label=reachable)
-    units = _units(data.metric)
+    units = _units(data.cost_metric)
     ax.set_xlabel(f"kept fraction of the model's {units} (%)")
     ax.set_ylabel("model score")
     ax.set_title("Trade-off from the saved dictionary (no re-evaluation)")
@@ -305,20 +309,18 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
         ax: Axes to draw on (default: a new figure).
 
     Example:
-        >>> comparison = compare_selections(scores, solve_strategies(scores, target=0.5))
+        >>> comparison = compare_selections(scores, selections_by_solver(scores, target=0.5))
         ... # doctest: +SKIP
         >>> ax = plot_comparison(comparison)  # doctest: +SKIP
     """
     count = len(data.strategies)
     ax = _new_axes(ax, _comparison_size(data))
     width = 0.8 / count
-    units = _units(data.strategies[0].metric)
+    units = _units(data.strategies[0].cost_metric)
     for i, strategy in enumerate(data.strategies):
-        ratios = {row.name: row.ratio for row in strategy.layers}
-        text = (
-            f"{strategy.label}\nkeeps {strategy.predicted_ratio:.1%}, "
-            f"predicted {strategy.predicted_score:.4f}"
-        )
+        ratios = {row.name: row.kept_ratio for row in strategy.layers}
+        predicted = "-" if strategy.predicted_score is None else f"{strategy.predicted_score:.4f}"
+        text = f"{strategy.label}\nkeeps {strategy.predicted_ratio:.1%}, predicted {predicted}"
         if strategy.measured_score is not None:
             text += f", measured {strategy.measured_score:.4f}"
         offset = (i - (count - 1) / 2) * width
@@ -392,7 +394,7 @@ def save_plots(
         if selection is None:
             target = check_open_unit(target, "target", owner)
             selection = get_solver("greedy", owner).solve(scores, target=target)
-        strategies = solve_strategies(scores, target=selection.target)
+        strategies = selections_by_solver(scores, target=selection.target)
         drawings += [
             ("selection", selection_data(scores, selection)),
             ("tradeoff", tradeoff_curve(scores, targets=targets, measured=measured)),

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Iterable
+from typing import Any
 
 from greedy_compress._util.registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
+from greedy_compress.schemes.build import build_compressed
 from greedy_compress.schemes.channel_pruning import ChannelPruning
 from greedy_compress.schemes.cp import CP, cp_decompose
 from greedy_compress.schemes.filter_pruning import (
@@ -30,9 +32,11 @@ __all__ = [
     "Tucker2",
     "WeightSVD",
     "available_schemes",
+    "build_compressed",
     "cp_decompose",
     "get_scheme",
     "register_scheme",
+    "scheme_class",
     "scheme_with_data",
     "spatial_svd",
     "tucker2",
@@ -54,20 +58,29 @@ register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
 
 
-def scheme_with_data(scheme: str | Scheme, data: object, owner: str = "scheme_with_data") -> Scheme:
-    """The scheme ``scheme`` names, given ``data`` if its constructor takes data (channel
-    pruning, the nuclear-norm criterion); other schemes and instances are returned as is.
+def scheme_with_data(
+    scheme: str | Scheme, data: Iterable[Any] | None, owner: str = "scheme_with_data"
+) -> Scheme:
+    """The scheme ``scheme`` names (or the instance), given ``data`` if it samples data and
+    has none yet (channel pruning, the nuclear-norm criterion); see :meth:`Scheme.with_data`.
 
     Example:
-        >>> scheme_with_data("channel_pruning", [torch.zeros(2, 1, 8, 8)]).name  # doctest: +SKIP
-        'channel_pruning'
+        >>> scheme_with_data("channel_pruning", [torch.zeros(2, 1, 8, 8)]).data is not None
+        True
+        >>> scheme_with_data("weight_svd", [torch.zeros(2, 1, 8, 8)]).name
+        'weight_svd'
     """
-    if isinstance(scheme, str):
-        get_scheme(scheme, owner)  # validates the name
-        cls = _SCHEMES._classes[scheme]
-        if "data" in inspect.signature(cls).parameters:
-            return cls(data=data)  # type: ignore[call-arg]
-    return get_scheme(scheme, owner)
+    return get_scheme(scheme, owner).with_data(data)
+
+
+def scheme_class(name: str) -> type[Scheme] | None:
+    """The registered scheme class called ``name``, or None.
+
+    Example:
+        >>> [scheme_class(n).costs_interact for n in ("channel_pruning", "weight_svd")]
+        [True, False]
+    """
+    return _SCHEMES.cls(name)
 
 
 def get_scheme(scheme: str | Scheme, owner: str = "get_scheme") -> Scheme:

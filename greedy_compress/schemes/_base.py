@@ -1,21 +1,34 @@
 """The interface every compression scheme implements, and the rank arithmetic they share.
 
 A scheme turns one layer into a cheaper module at a given *rank* (the size knob: kept
-singular values, kept channels, ...). The search and the solvers only speak ratios, so the
+singular values, kept channels, ...). The dictionary and the solvers speak ratios, so the
 base class maps "keep this fraction of the layer's cost" to the largest rank that meets it,
 rounded down to a multiple of ``multiplicity``.
+
+Every hook a caller may use is declared on :class:`Scheme`, with a default where one makes
+sense, so callers never probe for capabilities. The lifecycle, in the order the pipeline
+calls the hooks:
+
+1. :meth:`Scheme.with_data` (schemes that sample data get it; others return themselves) and
+   :meth:`Scheme.check_ready` (a missing constructor argument fails before any work);
+2. :meth:`Scheme.prepare` once per model (model-wide context: the channel graph, samples);
+3. per layer: :meth:`Scheme.skip_reason`, :meth:`Scheme.max_rank`, the analytic
+   :meth:`Scheme.cost` and :meth:`Scheme.candidate` for each asked ratio;
+4. :meth:`Scheme.exact_costs`: how a whole selection is priced (None: layer costs add up);
+5. :meth:`Scheme.factorize_in` once per layer, then ``Factorization.replacements`` per rank.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import LayerInfo, ModelProfile
 
@@ -26,14 +39,14 @@ __all__ = ["Candidate", "Factorization", "Scheme"]
 class Candidate:
     """One way to compress a layer: the ratio asked for, the rank it gave, what it costs.
 
-    ``real_ratio`` is the fraction of the layer's cost (in the metric it was chosen for)
-    really kept after rank rounding; it can differ from ``ratio``.
+    ``kept_ratio`` is the fraction of the layer's cost (in the metric it was chosen for)
+    really kept after rank rounding; it can differ from ``asked_ratio``.
     """
 
-    ratio: float
+    asked_ratio: float
     rank: int
     cost: Cost
-    real_ratio: float
+    kept_ratio: float
 
 
 class Factorization(ABC):
@@ -53,12 +66,22 @@ class Factorization(ABC):
 
 
 class Scheme(ABC):
-    """A way to compress single layers. Subclasses set ``name`` and the four abstract methods.
+    """A way to compress layers. Subclasses set ``name`` and the four abstract methods.
 
-    ``compress`` never mutates the module it is given.
+    Class attributes a subclass may set:
+        name: the registry name.
+        costs_interact: True when compressing one layer changes the cost of others (pruning
+            removes channels from the layers around it), so a selection must be priced by
+            :meth:`exact_costs`; False (default) when layer costs add up.
+        rank_unit: what a rank counts, for listings (``"rank"``, ``"output channels"``...).
+        manual_values: what manual mode accepts per layer: ``"ratio"`` (a kept fraction)
+            or ``"indices"`` (channels to remove).
     """
 
     name: ClassVar[str]
+    costs_interact: ClassVar[bool] = False
+    rank_unit: ClassVar[str] = "rank"
+    manual_values: ClassVar[str] = "ratio"
 
     @abstractmethod
     def skip_reason(self, layer: LayerInfo) -> str | None:
@@ -75,6 +98,22 @@ class Scheme(ABC):
     @abstractmethod
     def factorize(self, module: nn.Module) -> Factorization:
         """Decompose ``module`` once; the result builds the compressed layer at any rank."""
+
+    # Lifecycle hooks with defaults --------------------------------------------------------
+
+    @property
+    def uses_data(self) -> bool:
+        """Whether the scheme samples data (then give it with :meth:`with_data`)."""
+        return False
+
+    def with_data(self, data: Iterable[Any] | None) -> Scheme:
+        """This scheme, given ``data`` if it samples data and has none yet; schemes that
+        need none return themselves."""
+        return self
+
+    def check_ready(self) -> None:  # noqa: B027 - a hook: by default nothing is missing
+        """Raise a clear error when a needed constructor argument (data) is missing; called
+        before any expensive work. Nothing is missing by default."""
 
     def prepare(
         self,
@@ -99,6 +138,12 @@ class Scheme(ABC):
         fingerprint (JSON-able; empty by default, as for the SVD schemes)."""
         return {}
 
+    def exact_costs(self) -> ChannelCosts | None:
+        """How a whole selection is priced when :attr:`costs_interact` (after
+        :meth:`prepare`); None, the default, when the layers' costs add up. The dictionary
+        records it, so every solver prices selections exactly."""
+        return None
+
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         """Decompose layer ``name`` of ``model``. Schemes that need more than the layer
         (the model's graph, data) override this; by default it is :meth:`factorize`."""
@@ -108,7 +153,7 @@ class Scheme(ABC):
         """Return a new module replacing ``module`` at ``rank``."""
         return self.factorize(module).build(rank)
 
-    # Shared arithmetic; schemes rarely need to override these.
+    # Shared arithmetic; schemes rarely need to override these -----------------------------
 
     def unsupported_reason(self, layer: LayerInfo, metric: CostMetric) -> str | None:
         """Why the layer must be skipped for ``metric``: unsupported, or nothing to save."""
@@ -125,7 +170,7 @@ class Scheme(ABC):
         """Largest rank whose cost is at most ``ratio`` of the layer's, rounded to a multiple.
 
         The rank is rounded down to a multiple of ``multiplicity`` (but at least one
-        multiple, and at most ``max_rank``), so the real ratio may land above or below
+        multiple, and at most ``max_rank``), so the kept ratio may land above or below
         ``ratio``; :meth:`candidate` reports it.
         """
         budget = ratio * layer.cost.get(metric)
@@ -146,9 +191,12 @@ class Scheme(ABC):
     def candidate(
         self, layer: LayerInfo, ratio: float, metric: CostMetric, multiplicity: int = 1
     ) -> Candidate:
-        """The rank, cost and real kept ratio for a requested ``ratio``."""
+        """The rank, cost and kept ratio for an asked ``ratio``."""
         rank = self.rank_for_ratio(layer, ratio, metric, multiplicity)
         cost = self.cost(layer, rank)
         return Candidate(
-            ratio=ratio, rank=rank, cost=cost, real_ratio=cost.get(metric) / layer.cost.get(metric)
+            asked_ratio=ratio,
+            rank=rank,
+            cost=cost,
+            kept_ratio=cost.get(metric) / layer.cost.get(metric),
         )

@@ -9,9 +9,10 @@ summed cost of all of them, and the rank is the number of channels kept.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,12 +21,12 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.graph import (
+    ChannelCosts,
     ChannelGroup,
     DependencyGraph,
     build_graph,
     group_cost,
     group_replacements,
-    pruned_cost,
 )
 from greedy_compress.model.cost import Cost, measure_cost
 from greedy_compress.model.profile import LayerInfo, ModelProfile
@@ -69,10 +70,15 @@ class GroupPruning(Scheme):
     """Base of the pruning schemes: call :meth:`prepare` with the model first.
 
     Subclasses choose the group each layer prunes (:meth:`group_for`) and rank its channels
-    (:meth:`rank_channels`).
+    (:meth:`rank_channels`). Pruned layers compound, so selections are priced exactly
+    (:meth:`exact_costs`).
     """
 
+    costs_interact = True
+
     def __init__(self) -> None:
+        self.data: Iterable[Any] | None = None
+        self._samples: torch.Tensor | None = None
         self._model: nn.Module | None = None
         self._example: torch.Tensor | None = None
         self._graph: DependencyGraph | None = None
@@ -92,8 +98,12 @@ class GroupPruning(Scheme):
     ) -> list[int]:
         """The group's channels, most important first."""
 
-    def check_ready(self) -> None:
-        """Raise a clear error when a needed constructor argument (data) is missing."""
+    def with_data(self, data: Iterable[Any] | None) -> Scheme:
+        if not self.uses_data or data is None or self.data is not None:
+            return self
+        given = copy.copy(self)
+        given.data, given._samples = data, None
+        return given
 
     def use_details(self, details: Mapping[str, Any]) -> None:
         """Read scheme settings a selection carries (e.g. channel indices)."""
@@ -220,6 +230,12 @@ class GroupPruning(Scheme):
         """Layers this scheme can prune in the prepared model, with their groups."""
         return dict(self._groups)
 
+    def exact_costs(self) -> ChannelCosts:
+        """The channel graph's exact pricing of any selection of the prunable layers."""
+        self._group_check()  # a clear error if prepare() has not run
+        assert self._graph is not None
+        return ChannelCosts.from_graph(self._graph, self._groups)
+
     def selection_cost(self, ranks: Mapping[str, int]) -> Cost:
         """Exact cost of the prepared model with several layers pruned at once.
 
@@ -227,15 +243,17 @@ class GroupPruning(Scheme):
         exact one layer at a time; this also counts layers that lose channels on both sides.
 
         Example:
-            >>> ranks = {n: c.rank for n, c in selection.choices.items()}  # doctest: +SKIP
-            >>> scheme.selection_cost(ranks).macs                           # doctest: +SKIP
+            >>> scheme = get_scheme("filter_pruning_l2")
+            >>> _ = scheme.prepare(model, example_input=example_input)
+            >>> scheme.selection_cost({"features.0": 16}).macs < count_macs(model, example_input)
+            True
         """
         self._group_check()  # a clear error if prepare() has not run
-        assert self._model is not None and self._graph is not None  # set by prepare()
-        kept = {self._group(name).id: int(rank) for name, rank in ranks.items()}
+        for name in ranks:
+            self._group(name)  # a clear error for a layer it cannot prune
         if self._model_cost is None:
             self._model_cost = measure_cost(self._model, self._example)
-        return pruned_cost(self._graph, self._model_cost, kept)
+        return self.exact_costs().cost(self._model_cost, ranks)
 
     def skipped_layers(self) -> dict[str, str]:
         """Layers it cannot prune, with the reason."""

@@ -149,6 +149,7 @@ class ChannelPruning(GroupPruning):
     """
 
     name = "channel_pruning"
+    rank_unit = "input channels"
 
     def __init__(
         self,
@@ -165,7 +166,11 @@ class ChannelPruning(GroupPruning):
         )
         self.max_rows = check_positive_int(max_rows, "max_rows", "ChannelPruning")
         self.reconstruct = bool(reconstruct)
-        self._samples: torch.Tensor | None = None
+
+    @property
+    def uses_data(self) -> bool:
+        """Channel pruning always samples data (for the ranking and the refit)."""
+        return True
 
     def check_ready(self) -> None:
         if self._samples is None:

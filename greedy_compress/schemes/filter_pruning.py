@@ -39,6 +39,7 @@ class FilterPruning(GroupPruning):
     """
 
     name = "filter_pruning_l2"
+    rank_unit = "output channels"
     default_criterion: str = "l2"
 
     def __init__(
@@ -56,21 +57,20 @@ class FilterPruning(GroupPruning):
         self.name = f"filter_pruning_{label}"  # type: ignore[misc]
         self.data = data
         self.num_samples = check_positive_int(num_samples, "num_samples", owner)
-        self._samples: torch.Tensor | None = None
 
     @property
-    def needs_data(self) -> bool:
+    def uses_data(self) -> bool:
         """Whether the criterion ranks channels from feature maps on data."""
         return bool(getattr(self.criterion, "needs_data", False))
 
     def settings(self) -> dict[str, Any]:
-        if not self.needs_data:
+        if not self.uses_data:
             return {}
         samples = tensor_hash(self._samples) if self._samples is not None else None
         return {"num_samples": self.num_samples, "samples": samples}
 
     def check_ready(self) -> None:
-        if self.needs_data and self._samples is None:
+        if self.uses_data and self._samples is None:
             self._samples = take_samples(
                 self.data, self.num_samples, f"{type(self).__name__} ({self.name})"
             )
@@ -96,7 +96,7 @@ class FilterPruning(GroupPruning):
         """The producers' filters and, for data criteria, the group's feature maps."""
         weights = tuple(model.get_submodule(p).weight.detach() for p in group.producers)
         features = None
-        if self.needs_data:
+        if self.uses_data:
             assert self._samples is not None
             reader = group.consumers[0]
             inputs, _ = capture(model, [reader], self._samples)[reader]
@@ -137,6 +137,7 @@ class IndexPruning(FilterPruning):
     """
 
     name = "filter_pruning_index"
+    manual_values = "indices"
 
     def __init__(self, *, indices: Mapping[str, Iterable[int]] | None = None) -> None:
         super().__init__(criterion=_no_criterion)

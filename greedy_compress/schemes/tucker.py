@@ -29,11 +29,12 @@ import torch
 from tensorly.decomposition import partial_tucker
 from torch import nn
 
+from greedy_compress._util.blas import single_threaded_blas
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.model.cost import Cost
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
-from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend, single_threaded_blas
+from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend
 
 __all__ = ["Tucker2", "TuckerFit", "core_ranks", "tucker2"]
 

@@ -1,5 +1,5 @@
 """Manual mode: list the layers a scheme can compress, and turn per-layer values chosen by
-hand into a :class:`~greedy_compress.selection.solvers.Selection` for :func:`apply_selection`.
+hand into a :class:`~greedy_compress.selection.Selection` for :func:`apply_selection`.
 
 Works for every scheme. A value is a ratio in (0, 1] (the fraction of the layer's cost kept,
 like the search's candidates, or with ``ratio_of="rank"`` the fraction of its channels/rank
@@ -24,17 +24,16 @@ from greedy_compress._util.constraints import (
 )
 from greedy_compress.model.cost import Cost, CostMetric, check_metric
 from greedy_compress.model.profile import LayerInfo, ModelProfile, make_example_input, profile_model
-from greedy_compress.schemes import FilterPruning, IndexPruning, Scheme, get_scheme
-from greedy_compress.schemes._pruning import GroupPruning
-from greedy_compress.selection.solvers import LayerChoice, Selection
+from greedy_compress.schemes import Scheme, get_scheme
+from greedy_compress.selection.selection import LayerChoice, Selection
 
-__all__ = ["ManualLayer", "ManualLayers", "available_layers", "manual_selection"]
+__all__ = ["AvailableLayer", "AvailableLayers", "available_layers", "manual_selection"]
 
 _RATIO_OF = ("cost", "rank")
 
 
 @dataclass(frozen=True)
-class ManualLayer:
+class AvailableLayer:
     """One layer a scheme can compress, and the values it accepts.
 
     ``size`` is the knob's full size: channels for pruning schemes (output channels for
@@ -53,11 +52,11 @@ class ManualLayer:
 
 
 @dataclass(frozen=True)
-class ManualLayers:
+class AvailableLayers:
     """What :func:`available_layers` found: usable layers in network order, and the rest."""
 
     scheme: str
-    layers: dict[str, ManualLayer]
+    layers: dict[str, AvailableLayer]
     skipped: dict[str, str] = field(default_factory=dict)
 
     def to_table(self) -> str:
@@ -74,14 +73,6 @@ class ManualLayers:
         return "\n".join(lines)
 
 
-def _knob(scheme: Scheme) -> str:
-    if isinstance(scheme, FilterPruning):
-        return "output channels"
-    if scheme.name == "channel_pruning":
-        return "input channels"
-    return "rank"
-
-
 def _prepared(
     model: nn.Module,
     scheme: Scheme,
@@ -94,7 +85,7 @@ def _prepared(
 
 
 def _listing_details(model: nn.Module, scheme: Scheme) -> dict[str, object] | None:
-    if isinstance(scheme, IndexPruning):  # list every layer, whatever indices are set
+    if scheme.manual_values == "indices":  # list every layer, whatever indices are set
         return {"indices": {name: [] for name, _ in model.named_modules() if name}}
     return None
 
@@ -107,7 +98,7 @@ def available_layers(
     input_shape: Sequence[int] | None = None,
     ignore: Iterable[str] = (),
     cost: CostMetric = "mac",
-) -> ManualLayers:
+) -> AvailableLayers:
     """List the layers ``scheme`` can compress, their channel counts and accepted values.
 
     Example:
@@ -117,11 +108,11 @@ def available_layers(
     owner = "available_layers"
     scheme = get_scheme(scheme, owner)
     metric = check_metric(cost, owner)
-    example = make_example_input(example_input, input_shape, owner)
-    if isinstance(scheme, IndexPruning):
-        scheme = IndexPruning()
+    example = make_example_input(example_input, input_shape, owner, like=model)
+    if scheme.manual_values == "indices":
+        scheme = type(scheme)()  # a fresh one: list every layer, whatever indices are set
     profile = _prepared(model, scheme, example, ignore, _listing_details(model, scheme))
-    knob = _knob(scheme)
+    knob = scheme.rank_unit
     layers, skipped = {}, dict(profile.unusable)
     for name, info in profile.layers.items():
         reason = scheme.unsupported_reason(info, metric)
@@ -129,13 +120,13 @@ def available_layers(
             skipped[name] = reason
             continue
         size = scheme.max_rank(info)
-        if isinstance(scheme, IndexPruning):
+        if scheme.manual_values == "indices":
             accepts = f"a list of channel indices in [0, {size}) to remove (not all)"
         else:
             accepts = (
                 f"a ratio in (0, 1] of its {metric} cost (or of its {knob} with ratio_of='rank')"
             )
-        layers[name] = ManualLayer(
+        layers[name] = AvailableLayer(
             name=name,
             kind=info.kind,
             in_channels=info.in_channels,
@@ -145,7 +136,7 @@ def available_layers(
             accepts=accepts,
             cost=info.cost,
         )
-    return ManualLayers(scheme=scheme.name, layers=layers, skipped=skipped)
+    return AvailableLayers(scheme=scheme.name, layers=layers, skipped=skipped)
 
 
 def _check_indices(name: str, value: object, size: int, owner: str) -> list[int]:
@@ -207,7 +198,7 @@ def manual_selection(
     metric = check_metric(cost, owner)
     ratio_of = check_choice(ratio_of, _RATIO_OF, "ratio_of", owner)
     multiplicity = check_positive_int(multiplicity, "multiplicity", owner)
-    example = make_example_input(example_input, input_shape, owner)
+    example = make_example_input(example_input, input_shape, owner, like=model)
     if not isinstance(values, Mapping) or not values:
         raise bad_parameter("values", owner, "a non-empty dict {layer name: value}", values)
     listing = available_layers(model, scheme=scheme, example_input=example, cost=metric)
@@ -222,7 +213,7 @@ def manual_selection(
                 )
             choices = ", ".join(list(listing.layers)[:8]) or "none"
             raise bad_parameter("values", owner, f"names of layers such as {choices}", name)
-    index_mode = isinstance(scheme, IndexPruning)
+    index_mode = scheme.manual_values == "indices"
     indices = {}
     if index_mode:
         indices = {
@@ -252,17 +243,17 @@ def manual_selection(
             rank = min(size, max(multiplicity, rank // multiplicity * multiplicity))
         new_cost = scheme.cost(info, rank).get(metric)
         kept += new_cost - info.cost.get(metric)
-        choices[name] = LayerChoice(
-            ratio=new_cost / info.cost.get(metric), rank=rank, predicted_score=0.0
-        )
+        # Nothing was evaluated: no predicted score.
+        choices[name] = LayerChoice(new_cost / info.cost.get(metric), rank, None)
     total = profile.model_cost.get(metric)
-    if isinstance(scheme, GroupPruning):  # exact even when pruned layers are adjacent
+    exact = scheme.exact_costs()
+    if exact is not None:  # exact even when pruned layers are adjacent
         ranks = {name: choice.rank for name, choice in choices.items()}
-        kept = scheme.selection_cost(ranks).get(metric)
+        kept = exact.cost(profile.model_cost, ranks).get(metric)
     return Selection(
         scheme=scheme.name,
         solver="manual",
-        metric=metric,
+        cost_metric=metric,
         target=kept / total,
         predicted_ratio=kept / total,
         choices=choices,

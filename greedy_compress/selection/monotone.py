@@ -1,10 +1,8 @@
-"""Per-layer score curves: find the non-monotone ones and fit them monotone.
+"""Monotone sequences: the test, and the least-squares fit (pool adjacent violators).
 
-A layer's curve is its score against the cost it keeps. Keeping more should never score
-lower, but small eval sets are noisy: a layer can score higher compressed harder. Solvers
-trust such noise (a threshold search happily takes the noisy high point), so
-``layer_options(..., monotone=True)`` replaces each curve by its isotonic fit (least squares,
-non-decreasing in cost, pool-adjacent-violators) with "leave alone" pinned at the baseline.
+A layer's score curve (score against the cost it keeps) should never fall as more is kept,
+but small eval sets are noisy; :func:`greedy_compress.selection.options.layer_options`
+uses these to find such curves and, with ``monotone=True``, to replace them by their fit.
 
 Example:
     >>> [round(v, 3) for v in isotonic([0.9, 0.95, 0.93, 1.0])]
@@ -13,15 +11,11 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
-__all__ = ["fit_options", "is_monotone", "isotonic", "non_monotone"]
-
-T = TypeVar("T")  # a LayerOption (kept generic: solvers import this module)
+__all__ = ["is_monotone", "isotonic"]
 
 
 def is_monotone(values: Sequence[float]) -> bool:
@@ -67,40 +61,3 @@ def isotonic(values: Sequence[float], weights: Sequence[float] | None = None) ->
             fitted[i] = mean
         position += int(count)
     return fitted
-
-
-def fit_options(options: Sequence[T], baseline: float) -> list[T]:
-    """One layer's options (cheapest first) with scores fitted non-decreasing in cost.
-
-    "Leave alone" keeps the baseline exactly and bounds the fit (bounded isotonic regression
-    is the unbounded fit clipped to the bound). Failed (-inf) candidates stay failed.
-
-    Example:
-        >>> from greedy_compress.selection.solvers import LayerOption
-        >>> opts = [LayerOption(0.2, 1, 2, 0.9), LayerOption(0.5, 2, 5, 0.8),
-        ...         LayerOption(1.0, None, 10, 1.0)]
-        >>> [round(o.score, 3) for o in fit_options(opts, 1.0)]
-        [0.85, 0.85, 1.0]
-    """
-    fitted: dict[int, Any] = {}
-    # Each scheme has its own curve (a mixed-scheme layer has one per scheme).
-    for scheme in dict.fromkeys(getattr(o, "scheme", None) for o in options if o.rank is not None):
-        curve = [
-            i
-            for i, o in enumerate(options)
-            if o.rank is not None and getattr(o, "scheme", None) == scheme
-        ]
-        values = isotonic([options[i].score for i in curve])
-        for i, value in zip(curve, values, strict=True):
-            fitted[i] = dataclasses.replace(options[i], score=min(value, baseline))
-    return [fitted.get(i, o) for i, o in enumerate(options)]
-
-
-def non_monotone(options: Mapping[str, Sequence[Any]]) -> list[str]:
-    """Names of layers whose scores (options cheapest first) fall somewhere as cost grows.
-
-    Example:
-        >>> non_monotone(layer_options(scores, "mac"))  # doctest: +SKIP
-        ['layer2.0.conv1']
-    """
-    return [name for name, opts in options.items() if not is_monotone([o.score for o in opts])]

@@ -4,9 +4,9 @@ The dictionary's solvers predict a model's score by adding up single-layer score
 which misses how compressed layers interact. This strategy treats each layer's candidate
 (the dictionary's options, "keep" included) as a categorical trial parameter, builds the model
 each trial proposes and evaluates it, so what is maximized is the real score. The model's
-cost is known analytically before evaluating: a trial over budget is marked infeasible
-(an Optuna constraint) and returns ``-inf`` without being evaluated, and ``n_trials`` counts
-evaluated models only.
+cost is known exactly before evaluating (pruned layers' compounding included): a trial over
+budget is marked infeasible (an Optuna constraint) and returns ``-inf`` without being
+evaluated, and ``n_trials`` counts evaluated models only.
 
 The study starts from the solvers' answers (greedy and knapsack by default, enqueued as its
 first trials), so its best is never worse than theirs. Its storage is a parameter: in memory
@@ -16,8 +16,6 @@ lets several worker processes search one study together.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import torch
 from torch import nn
 
 from greedy_compress._util.constraints import (
@@ -37,26 +36,21 @@ from greedy_compress._util.constraints import (
     check_positive_int,
 )
 from greedy_compress._util.progress import progress_bar
-from greedy_compress.apply import apply_selection
-from greedy_compress.dictionary.build import Evaluator, run_evaluator
-from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.errors import (
-    GreedyCompressError,
-    InvalidParameterError,
-    ScoresFormatError,
-)
+from greedy_compress.dictionary import EvalScores, Evaluator, run_evaluator
+from greedy_compress.errors import GreedyCompressError, ScoresFormatError
 from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.model.swap import swapped
-from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.selection.solvers import (
-    GreedySolver,
-    LayerChoice,
-    LayerOption,
-    Selection,
-    Solver,
-    get_solver,
-    layer_options,
+from greedy_compress.schemes import Factorization, Scheme, build_compressed, get_scheme
+from greedy_compress.selection._optuna_study import (
+    HAS_SET_CONSTRAINT,
+    default_study_name,
+    make_sampler,
+    open_storage,
 )
+from greedy_compress.selection.exact_cost import choices_cost
+from greedy_compress.selection.options import LayerOption, layer_options
+from greedy_compress.selection.selection import LayerChoice, Selection, layer_schemes
+from greedy_compress.selection.solvers import GreedySolver, Solver, get_solver
 
 __all__ = ["SearchResult", "optuna_search"]
 
@@ -88,7 +82,7 @@ def _labels(options: Sequence[LayerOption], mixed: bool) -> dict[str, LayerOptio
         if option.rank is None:
             label = _KEEP
         else:
-            label = f"{option.ratio:.4f}"
+            label = f"{option.kept_ratio:.4f}"
             if mixed:
                 label = f"{option.scheme}:{label}"
             if label in labels:  # two ranks rounding to one ratio: tell them apart
@@ -97,91 +91,41 @@ def _labels(options: Sequence[LayerOption], mixed: bool) -> dict[str, LayerOptio
     return labels
 
 
-def _open_storage(storage: Any) -> Any:
-    """None (memory), an RDB URL, a journal file path, or an Optuna storage object."""
-    if storage is None or isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    if isinstance(storage, (str, os.PathLike)):
-        text = os.fspath(storage)
-        if "://" in text:
-            return text  # an RDB URL: Optuna opens it
-        try:  # Optuna >= 4
-            from optuna.storages.journal import JournalFileBackend as Backend
-        except ImportError:  # pragma: no cover - Optuna 3
-            from optuna.storages import JournalFileStorage as Backend
-        return optuna.storages.JournalStorage(Backend(text))
-    raise bad_parameter(
-        "storage",
-        _OWNER,
-        "None, an RDB URL such as 'sqlite:///study.db', a journal file path, or an optuna storage",
-        storage,
-    )
-
-
-_HAS_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
-
-
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return [float(trial.user_attrs.get("over_budget", 0.0))]
-
-
-def _make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
-    # Optuna >= 5 reads constraints set on the trial; older versions need constraints_func.
-    extra = {} if _HAS_SET_CONSTRAINT else {"constraints_func": _constraints}
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **extra)
-    if sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **extra)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise bad_parameter("sampler", _OWNER, "'tpe', 'nsga2', 'random' or an optuna sampler", sampler)
-
-
-def _lookup(name: str) -> Scheme | None:
-    try:
-        return get_scheme(name, _OWNER)
-    except InvalidParameterError:  # an unregistered scheme, resolved later via `scheme=`
-        return None
-
-
-def _default_study_name(scores: EvalScores, target: float, metric: str) -> str:
-    # Workers given the same dictionary and target join the same study by default.
-    key = json.dumps([scores.fingerprint, target, metric], sort_keys=True, default=str)
-    return "greedy-compress-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 class _TrialModels:
     """Builds and scores the model a trial proposes, never changing the user's model."""
 
-    def __init__(self, model: nn.Module, evaluator: Evaluator, scheme: Scheme | None) -> None:
-        self.model = model
-        self.evaluator = evaluator
-        self.override = scheme
-        self.factorizations: dict[tuple[str, str], Any] = {}
-
-    def _scheme(self, name: str | None, default: str) -> Scheme:
-        wanted = default if name is None else name
-        if self.override is not None and (name is None or name == self.override.name):
-            return self.override
-        return get_scheme(wanted, _OWNER)
+    def __init__(
+        self,
+        model: nn.Module,
+        evaluator: Evaluator,
+        scores: EvalScores,
+        scheme: Scheme | None,
+        example_input: torch.Tensor | None,
+    ) -> None:
+        self.model, self.evaluator, self.scores = model, evaluator, scores
+        self.override, self.example_input = scheme, example_input
+        self.factorizations: dict[tuple[str, str], Factorization] = {}
 
     def score(self, selection: Selection) -> float:
+        schemes = layer_schemes(
+            selection.choices, selection.scheme, scheme=self.override, owner=_OWNER
+        )
+        if any(s.costs_interact for s in schemes.values()):
+            # The scheme edits other modules too (pruning shrinks the neighbours), so
+            # layers interact: build the model as apply_selection does.
+            built = build_compressed(
+                self.model,
+                {name: (schemes[name], c.rank) for name, c in selection.choices.items()},
+                example_input=self.example_input,
+                details=selection.details,
+            )
+            return run_evaluator(self.evaluator, built)
         replacements: dict[str, nn.Module] = {}
         for name, choice in selection.choices.items():
-            scheme = self._scheme(choice.scheme, selection.scheme)
-            key = (scheme.name, name)
+            key = (schemes[name].name, name)
             if key not in self.factorizations:
-                self.factorizations[key] = scheme.factorize_in(self.model, name)
-            built = self.factorizations[key].replacements(name, choice.rank)
-            if set(built) != {name}:
-                # The scheme edits other modules too (e.g. channel pruning's producers), so
-                # layers may interact: build the model exactly as apply_selection does.
-                return run_evaluator(
-                    self.evaluator, apply_selection(self.model, selection, scheme=self.override)
-                )
-            replacements.update(built)
+                self.factorizations[key] = schemes[name].factorize_in(self.model, name)
+            replacements.update(self.factorizations[key].replacements(name, choice.rank))
         # Factorizations from the original layers equal apply_selection's for schemes that
         # replace only the layer itself, so swapping in is the same model, without a copy.
         with swapped(self.model, replacements):
@@ -201,8 +145,9 @@ def optuna_search(
     sampler: str | optuna.samplers.BaseSampler = "tpe",
     seed: int | None = 0,
     start_from: Sequence[str | Solver] = ("greedy", "knapsack"),
-    metric: CostMetric | None = None,
+    cost: CostMetric | None = None,
     scheme: str | Scheme | None = None,
+    example_input: torch.Tensor | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Find per-layer ratios that meet ``target`` with the best *real* score, using Optuna.
@@ -224,17 +169,22 @@ def optuna_search(
         sampler: ``"tpe"`` (default), ``"nsga2"``, ``"random"``, or an Optuna sampler.
         seed: the sampler's seed (None: random).
         start_from: solvers whose answers are the first trials (never worse than these).
-        metric: cost metric (default: the dictionary's).
-        scheme: a scheme instance for dictionaries made with an unregistered scheme.
+        cost: cost metric (default: the dictionary's).
+        scheme: a scheme instance for dictionaries made with an unregistered scheme, or a
+            configured one (``ChannelPruning(data=...)`` for a channel-pruning dictionary).
+        example_input: a tensor the model accepts (pruning schemes trace the model with it;
+            default: zeros of the dictionary's input shape).
         progress: show a progress bar with the best score so far.
 
     Returns:
         A :class:`SearchResult`; ``result.selection`` works with :func:`apply_selection`.
 
     Example:
-        >>> result = optuna_search(model, evaluator, scores, target=0.5, n_trials=30,
-        ...                        storage="study.log")                   # doctest: +SKIP
-        >>> small = apply_selection(model, result.selection)             # doctest: +SKIP
+        >>> result = optuna_search(model, evaluator, scores, target=0.5, n_trials=3,
+        ...                        progress=False)
+        >>> result.score >= max(result.summary["seed_scores"].values())
+        True
+        >>> small = apply_selection(model, result.selection)
     """
     target = check_open_unit(target, "target", _OWNER)
     n_trials = check_positive_int(n_trials, "n_trials", _OWNER)
@@ -243,65 +193,53 @@ def optuna_search(
         raise bad_parameter("scores", _OWNER, "an EvalScores dictionary", type(scores).__name__)
     if not callable(evaluator):
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
-    metric = scores.metric if metric is None else check_metric(metric, _OWNER)
+    metric = scores.cost_metric if cost is None else check_metric(cost, _OWNER)
     override = None if scheme is None else get_scheme(scheme, _OWNER)
-    used = {e.scheme or scores.scheme for layer in scores.layers.values() for e in layer.entries}
-    interacting = sorted(
-        name
-        for name in used
-        if hasattr(
-            override if override and override.name == name else _lookup(name), "selection_cost"
-        )
-    )
-    if interacting:
-        # Pruned layers compound (a layer losing channels on both sides), so the additive
-        # cost constraint below would not hold as measured; compress() corrects for it.
-        raise bad_parameter(
-            "scores",
-            _OWNER,
-            "a dictionary of schemes whose layers are independent (SVD, "
-            "decompositions); pruning is not supported by the Optuna search yet",
-            ", ".join(interacting),
-        )
+    if example_input is None:
+        example_input = scores.example_input(like=model)
     if isinstance(start_from, (str, Solver)):
         start_from = [start_from]
     seeds = [get_solver(s, _OWNER) for s in start_from]
-    sampler = _make_sampler(sampler, seed)
-    opened = _open_storage(storage)
+    sampler = make_sampler(sampler, seed)
+    opened = open_storage(storage)
     if not scores.is_complete:
         raise ScoresFormatError(
             f"The dictionary is incomplete (missing {', '.join(scores.missing)}); "
             "finish building it before searching."
         )
     # Raises TargetUnreachableError (with the reachable ratio) before any evaluation.
-    seed_selections = {s.name: s.solve(scores, target=target, metric=metric) for s in seeds}
+    seed_selections = {s.name: s.solve(scores, target=target, cost=metric) for s in seeds}
     if not seed_selections:
-        GreedySolver().solve(scores, target=target, metric=metric)
+        GreedySolver().solve(scores, target=target, cost=metric)
 
     options = layer_options(scores, metric)
     mixed = any(o.scheme is not None for opts in options.values() for o in opts)
     labels = {name: _labels(opts, mixed) for name, opts in options.items()}
     total = scores.model_cost.get(metric)
-    fixed = total - sum(layer.info.cost.get(metric) for layer in scores.layers.values())
     budget = target * total
 
+    def choices_of(params: Mapping[str, str]) -> dict[str, LayerChoice]:
+        chosen = {name: labels[name][params[name]] for name in labels}
+        return {
+            name: LayerChoice(o.kept_ratio, o.rank, o.score, o.scheme)
+            for name, o in chosen.items()
+            if o.rank is not None
+        }
+
     def cost_of(params: Mapping[str, str]) -> int:
-        return fixed + sum(labels[name][params[name]].cost for name in labels)
+        # Exact, also where pruned layers compound.
+        return choices_cost(scores, choices_of(params)).get(metric)
 
     def to_selection(params: Mapping[str, str], details: dict[str, Any]) -> Selection:
-        chosen = {name: labels[name][params[name]] for name in labels}
-        kept = cost_of(params)
+        if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
+            details = {**details, "input_shape": list(scores.fingerprint["input_shape"])}
         return Selection(
             scheme=scores.scheme,
             solver="optuna",
-            metric=metric,
+            cost_metric=metric,
             target=target,
-            predicted_ratio=kept / total,
-            choices={
-                name: LayerChoice(o.ratio, o.rank, o.score, o.scheme)
-                for name, o in chosen.items()
-                if o.rank is not None
-            },
+            predicted_ratio=cost_of(params) / total,
+            choices=choices_of(params),
             details=details,
         )
 
@@ -317,7 +255,7 @@ def optuna_search(
             )
         return params
 
-    name = study_name or _default_study_name(scores, target, metric)
+    name = study_name or default_study_name(scores, target, metric)
     seed_params = {solver: params_of(sel) for solver, sel in seed_selections.items()}
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bar replaces its per-trial lines
@@ -338,7 +276,7 @@ def optuna_search(
             cost_of=cost_of,
             budget=budget,
             total=total,
-            models=_TrialModels(model, evaluator, override),
+            models=_TrialModels(model, evaluator, scores, override, example_input),
             n_trials=n_trials,
             timeout=timeout,
             progress=progress,
@@ -405,7 +343,7 @@ def _run(
         over = max(0.0, (cost_of(params) - budget) / total)
         trial.set_user_attr("ratio", selection.predicted_ratio)
         trial.set_user_attr("over_budget", over)
-        if _HAS_SET_CONSTRAINT:
+        if HAS_SET_CONSTRAINT:
             trial.set_constraint("budget", over)
         if over > 0:
             return float("-inf")  # infeasible: not worth an evaluation

@@ -2,114 +2,49 @@
 
 The dictionary scores each layer compressed alone; a selection compresses many at once and
 the dictionary predicts the result by adding up the single-layer losses
-(:func:`predicted_score`). When layers interact, the real combined model can score far lower.
-:func:`repair_selection` evaluates the combined model and, while its score has fallen further
-than ``max_drop`` allows, backs off one compressed layer at a time (to its next larger
-candidate) and pays for it by compressing other layers one step more, so the target still
-holds. The dictionary orders the moves (the layer whose compression costs most predicted
-score per unit of cost saved first; on ties, the layer compressed hardest), and real
-evaluations of the combined model decide which move is kept. Every evaluated move is logged.
+(:func:`~greedy_compress.selection.selection.predicted_score`). When layers interact, the
+real combined model can score far lower. :func:`repair_selection` evaluates the combined
+model and, while its score has fallen further than ``max_drop`` allows, backs off one
+compressed layer at a time (to its next larger candidate) and pays for it by compressing
+other layers one step more, so the target still holds, priced exactly (pruned layers
+compound). The dictionary orders the moves (the layer whose compression costs most
+predicted score per unit of cost saved first; on ties, the layer compressed hardest), and
+real evaluations of the combined model decide which move is kept. Every evaluated move is
+logged.
 
 Example:
-    >>> selection, result = repair_selection(model, evaluator, scores, selection,
-    ...                                      max_drop=0.02)  # doctest: +SKIP
-    >>> print(result.to_text())                              # doctest: +SKIP
+    >>> selection, result = repair_selection(model, evaluator, scores,
+    ...                                      select(scores, target=0.3), max_drop=0.02)
+    >>> result.evaluations >= 1 and result.steps[0].action == "combined check"
+    True
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from greedy_compress._util.constraints import Interval, bad_parameter, check_positive_int
+from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress._util.progress import progress_bar
-from greedy_compress.apply import apply_selection
-from greedy_compress.dictionary.build import Evaluator, run_evaluator
-from greedy_compress.dictionary.scores import EvalScores
-from greedy_compress.schemes import Scheme
-from greedy_compress.selection.solvers import LayerChoice, LayerOption, Selection, layer_options
-from greedy_compress.selection.solvers._budget import meet_budget
-from greedy_compress.selection.solvers._fill import finite_score
+from greedy_compress.dictionary import EvalScores, Evaluator, run_evaluator
+from greedy_compress.schemes import Scheme, build_compressed
+from greedy_compress.selection.budget import finite_score, meet_budget
+from greedy_compress.selection.exact_cost import choices_cost
+from greedy_compress.selection.max_drop import MaxDrop, check_max_drop
+from greedy_compress.selection.options import LayerOption, layer_options
+from greedy_compress.selection.selection import LayerChoice, Selection, layer_schemes
 
-__all__ = [
-    "MaxDrop",
-    "RepairResult",
-    "RepairStep",
-    "check_max_drop",
-    "predicted_score",
-    "repair_selection",
-]
+__all__ = ["RepairResult", "RepairStep", "repair_selection"]
 
 DEFAULT_MAX_EVALUATIONS = 30
 
-
-@dataclass(frozen=True)
-class MaxDrop:
-    """How far the compressed model's score may fall below the baseline score.
-
-    ``MaxDrop(0.02)`` allows an absolute drop of 0.02 (e.g. two accuracy points);
-    ``MaxDrop(0.02, relative=True)`` allows 2% of the baseline score. A plain float given
-    as ``max_drop`` means an absolute drop.
-
-    Example:
-        >>> MaxDrop(0.1, relative=True).allowed(0.8)
-        0.08000000000000002
-    """
-
-    amount: float
-    relative: bool = False
-
-    def allowed(self, baseline: float) -> float:
-        """The largest allowed drop, in score units, for this ``baseline``."""
-        return self.amount * abs(baseline) if self.relative else self.amount
-
-    def describe(self) -> str:
-        """``"0.02 (absolute)"`` or ``"2% of the baseline"``."""
-        return f"{self.amount:.4g} of the baseline" if self.relative else f"{self.amount:g}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON."""
-        return {"amount": self.amount, "relative": self.relative}
-
-
-def check_max_drop(value: Any, owner: str) -> MaxDrop | None:
-    """Normalize ``max_drop``: None, a float >= 0 (absolute) or a :class:`MaxDrop`."""
-    if value is None:
-        return None
-    if isinstance(value, MaxDrop):
-        amount, allowed = value.amount, "a MaxDrop with an amount >= 0"
-    else:
-        amount, allowed = value, "None, a float >= 0 (absolute drop) or a MaxDrop"
-    try:
-        amount = Interval(float, 0, None).accept(amount)
-    except (TypeError, ValueError):
-        raise bad_parameter("max_drop", owner, allowed, value) from None
-    if isinstance(value, MaxDrop):
-        if value.relative not in (True, False):
-            raise bad_parameter("max_drop", owner, "a MaxDrop with relative True or False", value)
-        return MaxDrop(float(amount), bool(value.relative))
-    return MaxDrop(float(amount))
-
-
-def predicted_score(scores: EvalScores, selection: Selection) -> float:
-    """The dictionary's prediction for the combined model: single-layer losses added up.
-
-    ``baseline + sum(choice score - baseline)`` over the compressed layers (-inf when a
-    chosen candidate failed).
-
-    Example:
-        >>> predicted_score(scores, select(scores, target=0.5))  # doctest: +SKIP
-        0.9712
-    """
-    return scores.baseline + sum(
-        choice.predicted_score - scores.baseline for choice in selection.choices.values()
-    )
+Choice = Mapping[str, LayerOption]  # one option per layer
 
 
 @dataclass(frozen=True)
@@ -177,60 +112,59 @@ def _option_for(options: list[LayerOption], choice: LayerChoice | None) -> Layer
     )
 
 
-def _selection(
-    template: Selection, current: Mapping[str, LayerOption], predicted_ratio: float
-) -> Selection:
-    return dataclasses.replace(
-        template,
-        predicted_ratio=predicted_ratio,
-        choices={
-            name: LayerChoice(ratio=o.ratio, rank=o.rank, predicted_score=o.score)
-            for name, o in current.items()
-            if o.rank is not None
-        },
-    )
+def _choices(current: Choice) -> dict[str, LayerChoice]:
+    return {
+        name: LayerChoice(o.kept_ratio, o.rank, o.score, o.scheme)
+        for name, o in current.items()
+        if o.rank is not None
+    }
+
+
+def _key(current: Choice) -> frozenset[tuple[str, str | None, int | None]]:
+    return frozenset((name, o.scheme, o.rank) for name, o in current.items())
 
 
 def _pay(
     options: Mapping[str, list[LayerOption]],
-    current: dict[str, LayerOption],
+    trial: dict[str, LayerOption],
     *,
-    over: float,
+    cost_of: Callable[[Choice], float],
+    budget: float,
     protected: set[str],
 ) -> bool:
-    """Compress unprotected layers one step at a time until ``over`` budget is paid.
+    """Compress unprotected layers one step at a time until ``trial`` fits ``budget``.
 
-    Each step takes the downgrade losing the least predicted score per unit of cost saved;
-    ties go to the layer compressed least, so the compression stays spread out.
+    Each step takes the downgrade losing the least predicted score per unit of cost saved
+    (in the layer's own cost); ties go to the layer compressed least, so the compression
+    stays spread out.
     """
-    while over > 0:
+    while cost_of(trial) > budget:
         best: tuple[tuple[float, float], str, LayerOption] | None = None
         for name, opts in options.items():
             if name in protected:
                 continue
-            index = opts.index(current[name])
+            index = opts.index(trial[name])
             if index == 0:
                 continue
             down = opts[index - 1]
-            saved = current[name].cost - down.cost
+            saved = trial[name].cost - down.cost
             if saved <= 0:
                 continue
-            loss = (finite_score(current[name]) - finite_score(down)) / saved
-            key = (-loss, current[name].ratio)
+            loss = (finite_score(trial[name]) - finite_score(down)) / saved
+            key = (-loss, trial[name].kept_ratio)
             if best is None or key > best[0]:
                 best = (key, name, down)
         if best is None:
             return False
-        _, name, down = best
-        over -= current[name].cost - down.cost
-        current[name] = down
+        trial[best[1]] = best[2]
     return True
 
 
 def _moves(
     options: Mapping[str, list[LayerOption]],
-    current: Mapping[str, LayerOption],
+    current: Choice,
     *,
+    cost_of: Callable[[Choice], float],
     fixed_cost: int,
     budget: float,
     protected: set[str],
@@ -246,24 +180,24 @@ def _moves(
         for up in [step] if step is opts[-1] else [step, opts[-1]]:
             # Predicted score this layer's compression costs per unit of cost it saves.
             loss = (finite_score(up) - finite_score(now)) / max(up.cost - now.cost, 1)
-            ranked.append(((loss, -now.ratio, -up.cost), name, up))
+            ranked.append(((loss, -now.kept_ratio, -up.cost), name, up))
     ranked.sort(key=lambda item: item[0], reverse=True)
     moves = []
     for _, name, up in ranked:
         trial = dict(current)
         trial[name] = up
-        over = fixed_cost + sum(o.cost for o in trial.values()) - budget
-        if not _pay(options, trial, over=over, protected=protected | {name}):
+        if not _pay(options, trial, cost_of=cost_of, budget=budget, protected=protected | {name}):
             continue
-        trial, _ = meet_budget(options, trial, fixed_cost=fixed_cost, budget=budget)
+        # Spend what is left (an additive fill), unless that breaks the exact budget.
+        filled, _ = meet_budget(options, trial, fixed_cost=fixed_cost, budget=budget)
+        if cost_of(filled) <= budget:
+            trial = filled
         if trial != current:
             moves.append((name, trial))
     return moves
 
 
-def _describe(
-    before: Mapping[str, LayerOption], after: Mapping[str, LayerOption]
-) -> tuple[str, dict[str, list[int | None]]]:
+def _describe(before: Choice, after: Choice) -> tuple[str, dict[str, list[int | None]]]:
     changes = {n: [before[n].rank, after[n].rank] for n in after if before[n] != after[n]}
 
     def rank(value: int | None) -> str:
@@ -305,18 +239,17 @@ def repair_selection(
         score: the selection's real score if already measured (saves one evaluation).
         max_evaluations: most evaluations of combined models to spend.
         progress: show a progress bar.
-        example_input: passed to :func:`apply_selection` (pruning schemes trace with it).
-            Moves keep the dictionary's additive cost within the target; for pruning,
-            whose layers compound, :func:`~greedy_compress.compress` checks the exact cost.
+        example_input: a tensor the model accepts (pruning schemes trace with it; default:
+            zeros of the dictionary's input shape).
 
     Returns:
         The repaired (or best found) selection and a :class:`RepairResult`.
 
     Example:
         >>> fixed, result = repair_selection(model, evaluator, scores,
-        ...     select(scores, target=0.5), max_drop=MaxDrop(0.02, relative=True))  # doctest: +SKIP
-        >>> result.success, result.evaluations  # doctest: +SKIP
-        (True, 4)
+        ...     select(scores, target=0.5), max_drop=MaxDrop(0.02, relative=True))
+        >>> result.final_score >= result.initial_score, fixed.predicted_ratio <= 0.5
+        (True, True)
     """
     owner = "repair_selection"
     limit = check_max_drop(max_drop, owner)
@@ -325,33 +258,41 @@ def repair_selection(
     check_positive_int(max_evaluations, "max_evaluations", owner)
     # The same (measured or monotone-fitted) options the selection was solved on.
     monotone = selection.details.get("monotone_fit") is True
-    options = layer_options(scores, selection.metric, monotone=monotone)
+    metric = selection.cost_metric
+    options = layer_options(scores, metric, monotone=monotone)
     missing = [name for name in selection.choices if name not in options]
     if missing:
         raise bad_parameter("selection", owner, "layers of the dictionary", missing)
     current = {
         name: _option_for(opts, selection.choices.get(name)) for name, opts in options.items()
     }
-    total = scores.model_cost.get(selection.metric)
-    fixed = total - sum(layer.info.cost.get(selection.metric) for layer in scores.layers.values())
+    layer_schemes(selection.choices, selection.scheme, scheme=scheme, owner=owner)  # fail fast
+    if example_input is None:
+        example_input = scores.example_input(like=model)
+    total = scores.model_cost.get(metric)
     budget = selection.target * total
     threshold = scores.baseline - limit.allowed(scores.baseline)
 
-    def ratio(choice: Mapping[str, LayerOption]) -> float:
-        return (fixed + sum(o.cost for o in choice.values())) / total
+    def cost_of(choice: Choice) -> float:
+        return choices_cost(scores, _choices(choice)).get(metric)
+
+    def ratio(choice: Choice) -> float:
+        return cost_of(choice) / total
 
     evaluations = 0
     seen: dict[frozenset[tuple[str, str | None, int | None]], float] = {}
 
-    def evaluate(choice: Mapping[str, LayerOption]) -> float:
+    def evaluate(choice: Choice) -> float:
         nonlocal evaluations
-        key = frozenset((n, o.scheme, o.rank) for n, o in choice.items())
+        key = _key(choice)
         if key not in seen:
-            built = apply_selection(
+            chosen = _choices(choice)
+            schemes = layer_schemes(chosen, selection.scheme, scheme=scheme, owner=owner)
+            built = build_compressed(
                 model,
-                _selection(selection, choice, ratio(choice)),
-                scheme=scheme,
+                {name: (schemes[name], c.rank) for name, c in chosen.items()},
                 example_input=example_input,
+                details=selection.details,
             )
             value = run_evaluator(evaluator, built)
             seen[key] = value if math.isfinite(value) else -math.inf
@@ -365,10 +306,17 @@ def repair_selection(
             score = evaluate(current)
             steps.append(RepairStep("combined check", {}, ratio(current), score, True))
         else:
-            seen[frozenset((n, o.rank) for n, o in current.items())] = score
+            seen[_key(current)] = score
         initial, protected = score, set()
         while score < threshold and evaluations < max_evaluations:
-            moves = _moves(options, current, fixed_cost=fixed, budget=budget, protected=protected)
+            moves = _moves(
+                options,
+                current,
+                cost_of=cost_of,
+                fixed_cost=scores.fixed_cost(metric),
+                budget=budget,
+                protected=protected,
+            )
             kept = False
             for name, trial in moves:
                 if evaluations >= max_evaluations:
@@ -416,5 +364,7 @@ def repair_selection(
         message=message,
         steps=steps,
     )
-    repaired = _selection(selection, current, ratio(current))
+    repaired = dataclasses.replace(
+        selection, predicted_ratio=ratio(current), choices=_choices(current)
+    )
     return repaired, result

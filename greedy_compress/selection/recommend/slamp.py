@@ -12,18 +12,19 @@ is gone. A layer's largest filter scores 1 and is never removed, so no layer is 
 Within a layer the kept filters are the largest by L2 norm, the ones an L2 filter-pruning
 scheme keeps; so the result is a per-layer filter count (and the indices, for reference).
 
-Turning it into a selection for a filter-pruning scheme whose rank is the number of kept
-filters (issue 3's schemes)::
-
-    recommendation = recommend_slamp(model, ratio=0.3, layers=prunable_layer_names)
-    profile = profile_model(model, example_input)
-    selection = recommendation.to_selection(scheme="l2_filter_pruning", profile=profile)
-    small = apply_selection(model, selection)
+Example (a selection for filter pruning, whose rank is the number of kept filters):
+    >>> recommendation = recommend_slamp(model, ratio=0.3)
+    >>> selection = recommendation.to_selection(model, scheme="filter_pruning_l2",
+    ...                                         input_shape=(1, 1, 8, 8))
+    >>> small = apply_selection(model, selection)
+    >>> measured = count_macs(small, example_input) / count_macs(model, example_input)
+    >>> abs(measured - selection.predicted_ratio) < 1e-9
+    True
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,9 +34,9 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter, check_choice, check_open_unit
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
-from greedy_compress.model.profile import ModelProfile
+from greedy_compress.model.profile import make_example_input, profile_model
 from greedy_compress.schemes import Scheme, get_scheme
-from greedy_compress.selection.solvers import LayerChoice, Selection
+from greedy_compress.selection.selection import LayerChoice, Selection
 
 __all__ = ["LayerPruning", "SlampRecommendation", "lamp_scores", "recommend_slamp"]
 
@@ -125,27 +126,42 @@ class SlampRecommendation:
         }
 
     def to_selection(
-        self, *, scheme: str | Scheme, profile: ModelProfile, metric: CostMetric = "mac"
+        self,
+        model: nn.Module,
+        *,
+        scheme: str | Scheme,
+        example_input: torch.Tensor | None = None,
+        input_shape: Sequence[int] | None = None,
+        cost: CostMetric = "mac",
     ) -> Selection:
         """A :class:`Selection` for a scheme whose rank is the number of kept filters.
 
-        Layers that keep every filter are left out (left alone). Costs and ratios come from
-        ``scheme.cost`` on the profiled layers; ``predicted_score`` is None (no evaluation).
+        The scheme is prepared on ``model`` (pruning schemes trace it with the example
+        input), so the predicted ratio is the exact cost of the pruned model, layers that
+        share channels included. Layers that keep every filter are left alone;
+        ``predicted_score`` is None (nothing was evaluated).
 
         Raises:
-            InvalidParameterError: a layer is missing from ``profile``, or the scheme's
-                maximum rank for a layer is not its filter count.
+            InvalidParameterError: a layer the scheme cannot compress, or whose maximum rank
+                is not its filter count.
         """
         owner = "SlampRecommendation.to_selection"
         scheme = get_scheme(scheme, owner)
-        metric = check_metric(metric, owner)
+        metric = check_metric(cost, owner)
+        example = make_example_input(example_input, input_shape, owner, like=model)
+        scheme.check_ready()
+        profile = profile_model(model, example)
+        profile = scheme.prepare(model, example_input=example, profile=profile) or profile
         choices: dict[str, LayerChoice] = {}
-        saved = 0
         for name, layer in self.layers.items():
             info = profile.layers.get(name)
-            if info is None:
+            reason = "not profiled" if info is None else scheme.unsupported_reason(info, metric)
+            if info is None or reason is not None:
                 raise bad_parameter(
-                    "profile", owner, f"a profile of the model listing layer {name!r}", name
+                    "scheme",
+                    owner,
+                    f"a scheme that can compress layer {name!r} ({reason})",
+                    scheme.name,
                 )
             if scheme.max_rank(info) != layer.filters:
                 raise bad_parameter(
@@ -156,18 +172,26 @@ class SlampRecommendation:
                 )
             if layer.keep == layer.filters:
                 continue
-            original, new = info.cost.get(metric), scheme.cost(info, layer.keep).get(metric)
-            choices[name] = LayerChoice(ratio=new / original, rank=layer.keep, predicted_score=None)
-            saved += original - new
+            new = scheme.cost(info, layer.keep).get(metric)
+            choices[name] = LayerChoice(new / info.cost.get(metric), layer.keep, None)
+        exact = scheme.exact_costs()
         total = profile.model_cost.get(metric)
+        if exact is not None:
+            kept = exact.cost(profile.model_cost, {n: c.rank for n, c in choices.items()})
+            ratio = kept.get(metric) / total
+        else:
+            saved = sum(
+                profile.layers[n].cost.get(metric) * (1 - c.kept_ratio) for n, c in choices.items()
+            )
+            ratio = (total - saved) / total
         return Selection(
             scheme=scheme.name,
             solver="slamp",
-            metric=metric,
-            target=(total - saved) / total,
-            predicted_ratio=(total - saved) / total,
+            cost_metric=metric,
+            target=ratio,
+            predicted_ratio=ratio,
             choices=choices,
-            details={"slamp": self.to_dict()},
+            details={"slamp": self.to_dict(), "input_shape": list(example.shape)},
         )
 
 

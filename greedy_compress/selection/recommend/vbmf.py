@@ -33,13 +33,13 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
+from greedy_compress._util.blas import single_threaded_blas
 from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress.errors import NoCompressibleLayerError
 from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.model.profile import LayerInfo, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, Tucker2, get_scheme
-from greedy_compress.schemes._tensorly import single_threaded_blas
-from greedy_compress.selection.solvers import LayerChoice, Selection
+from greedy_compress.selection.selection import LayerChoice, Selection
 
 __all__ = ["VBMFResult", "calibrate_rank", "evbmf", "recommend_vbmf"]
 
@@ -249,7 +249,7 @@ def recommend_vbmf(
         if new >= original:
             left_alone[name] = f"rank {rank} of {top} would not lower the {metric} cost"
             continue
-        choices[name] = LayerChoice(ratio=new / original, rank=rank, predicted_score=None)
+        choices[name] = LayerChoice(new / original, rank, None)
         saved += original - new
     if not layers:
         details = "; ".join(f"{n}: {r}" for n, r in skipped.items()) or "no Conv1d/Conv2d/Linear"
@@ -261,7 +261,7 @@ def recommend_vbmf(
     return Selection(
         scheme=scheme.name,
         solver="vbmf",
-        metric=metric,
+        cost_metric=metric,
         target=predicted,
         predicted_ratio=predicted,
         choices=choices,

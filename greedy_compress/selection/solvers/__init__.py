@@ -7,26 +7,16 @@ Adding one: write a module with a :class:`Solver` subclass implementing ``choose
 from __future__ import annotations
 
 from greedy_compress._util.registry import Registry
-from greedy_compress.selection.solvers._base import (
-    LayerChoice,
-    LayerOption,
-    Selection,
-    Solver,
-    layer_options,
-)
+from greedy_compress.selection.solvers.base import Solver
 from greedy_compress.selection.solvers.greedy import GreedySolver, pick_at_threshold
 from greedy_compress.selection.solvers.knapsack import KnapsackSolver
 
 __all__ = [
     "GreedySolver",
     "KnapsackSolver",
-    "LayerChoice",
-    "LayerOption",
-    "Selection",
     "Solver",
     "available_solvers",
     "get_solver",
-    "layer_options",
     "pick_at_threshold",
     "register_solver",
 ]

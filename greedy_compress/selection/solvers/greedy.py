@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from greedy_compress.selection.solvers._base import LayerOption, Solver
+from greedy_compress.selection.options import LayerOption
+from greedy_compress.selection.solvers.base import Solver
 
 __all__ = ["GreedySolver", "pick_at_threshold"]
 

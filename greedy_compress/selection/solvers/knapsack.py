@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from greedy_compress._util.constraints import check_positive_int
-from greedy_compress.selection.solvers._base import LayerOption, Solver
+from greedy_compress.selection.options import LayerOption
+from greedy_compress.selection.solvers.base import Solver
 
 __all__ = ["KnapsackSolver", "best_choice"]
 
