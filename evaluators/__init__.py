@@ -4,9 +4,9 @@ This package never imports ``greedy_compress``; any plain callable works as an e
 
 Example:
     >>> from evaluators import TopKAccuracy
-    >>> evaluate = TopKAccuracy(val_loader, k=1, max_batches=20)  # doctest: +SKIP
-    >>> evaluate(model)                                           # doctest: +SKIP
-    0.93
+    >>> evaluate = TopKAccuracy(val_loader, k=1, max_batches=1)
+    >>> 0.9 < evaluate(model) <= 1.0
+    True
 """
 
 from __future__ import annotations

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from torch import nn
-
-
-@pytest.fixture(scope="session", autouse=True)
-def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep the trained demo weights in one temporary cache for the whole session."""
-    os.environ["GREEDY_COMPRESS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")

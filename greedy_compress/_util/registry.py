@@ -15,9 +15,11 @@ class Registry(Generic[T]):
     """Classes of one kind (``base``) by their ``name`` attribute.
 
     Example:
-        >>> schemes = Registry("scheme", Scheme)          # doctest: +SKIP
-        >>> schemes.register(WeightSVD)                    # doctest: +SKIP
-        >>> schemes.get("weight_svd", owner="compress")    # doctest: +SKIP
+        >>> from greedy_compress.schemes import Scheme, WeightSVD
+        >>> schemes = Registry("scheme", Scheme)
+        >>> _ = schemes.register(WeightSVD)
+        >>> schemes.names(), schemes.get("weight_svd", owner="compress").name
+        (['weight_svd'], 'weight_svd')
     """
 
     def __init__(self, kind: str, base: type[T]) -> None:

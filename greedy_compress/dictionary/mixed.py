@@ -58,9 +58,14 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
         ScoresMismatchError: the dictionaries were made for different models or settings.
 
     Example:
-        >>> both = [build_eval_scores(model, evaluator, scheme=s, input_shape=shape)
-        ...         for s in ("spatial_svd", "weight_svd")]                  # doctest: +SKIP
-        >>> select(combine_scores(both), target=0.5, solver="knapsack")     # doctest: +SKIP
+        >>> both = [build_eval_scores(model, evaluator, scheme=s, candidates=4,
+        ...                           input_shape=(1, 1, 8, 8), progress=False)
+        ...         for s in ("spatial_svd", "weight_svd")]
+        >>> mixed = combine_scores(both)
+        >>> selection = select(mixed, target=0.5, solver="knapsack")
+        >>> mixed.scheme, {c.scheme for c in selection.choices.values()} <= {"spatial_svd",
+        ...                                                                 "weight_svd"}
+        ('mixed', True)
     """
     owner = "combine_scores"
     scores = list(scores)

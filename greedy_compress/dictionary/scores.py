@@ -115,9 +115,13 @@ class EvalScores:
             (pruning: :class:`~greedy_compress.graph.ChannelCosts`); None when they add up.
 
     Example:
-        >>> scores = EvalScores.load("scores.json")  # doctest: +SKIP
-        >>> scores.table()["conv2"]                   # doctest: +SKIP
-        {0.1: 0.41, 0.2: 0.77, ...}
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "scores.json"
+        >>> scores.save(path)
+        >>> EvalScores.load(path) == scores
+        True
+        >>> scores.table()["features.3"][1.0] == scores.baseline
+        True
     """
 
     fingerprint: dict[str, Any]

@@ -9,11 +9,14 @@ so no shared file system is needed) and every rank returns the same complete dic
 rank 0 writes it. A rerun, with any number of ranks, reads the parts and does only what
 is missing.
 
-Example (run with ``torchrun --nproc-per-node 2 script.py``):
-    >>> import torch.distributed as dist                          # doctest: +SKIP
-    >>> dist.init_process_group("gloo")                            # doctest: +SKIP
-    >>> scores = gc.build_eval_scores(model, evaluate, input_shape=(1, 3, 32, 32),
-    ...                               scores_path="scores.json")  # doctest: +SKIP
+Outside a process group a build is one shard of one:
+
+    >>> current_shard(None, "example")
+    Shard(rank=0, world=1)
+    >>> Shard(rank=1, world=3).take([("a", 1), ("a", 2), ("b", 1), ("b", 2)])
+    [('a', 2)]
+
+docs/fast-and-sharded-builds.md shows a script run under ``torchrun``.
 """
 
 from __future__ import annotations

@@ -111,9 +111,10 @@ class DependencyGraph:
     """Channel groups of a traced model and how each Conv/Linear/BatchNorm uses them.
 
     Example:
-        >>> graph = build_graph(model, torch.zeros(1, 3, 32, 32))  # doctest: +SKIP
-        >>> graph.output_group("layer1.0.conv1").consumers        # doctest: +SKIP
-        ['layer1.0.conv2']
+        >>> from greedy_compress.graph import build_graph
+        >>> graph = build_graph(model, example_input)
+        >>> graph.output_group("features.0").consumers
+        ['features.3']
     """
 
     groups: dict[int, ChannelGroup]

@@ -59,8 +59,13 @@ def group_cost(graph: DependencyGraph, group: ChannelGroup, kept: int) -> Cost:
     """Summed cost of every module the group touches when ``kept`` of its channels remain.
 
     Example:
-        >>> group_cost(graph, graph.output_group("conv1"), kept=4)  # doctest: +SKIP
-        Cost(macs=..., params=...)
+        >>> from greedy_compress.graph import build_graph
+        >>> graph = build_graph(model, example_input)
+        >>> group = graph.output_group("features.0")
+        >>> group.members, group_cost(graph, group, kept=group.size).macs
+        (['features.0', 'features.1', 'features.3'], 1198080)
+        >>> group_cost(graph, group, kept=16).macs
+        599040
     """
     removed = {group.id: group.size - kept}
     total = Cost(0, 0)
@@ -113,8 +118,13 @@ def group_replacements(
     not modified.
 
     Example:
-        >>> group = graph.output_group("0")                              # doctest: +SKIP
-        >>> replace_modules(net, group_replacements(net, graph, group, [0, 2]))  # doctest: +SKIP
+        >>> from greedy_compress.graph import build_graph
+        >>> graph = build_graph(model, example_input)
+        >>> new = group_replacements(model, graph, graph.output_group("features.0"), [0, 2])
+        >>> new["features.0"].out_channels, new["features.1"].num_features
+        (2, 2)
+        >>> new["features.3"].in_channels
+        2
     """
     keep = sorted(int(c) for c in keep)
     replacements = {}

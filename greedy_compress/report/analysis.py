@@ -88,8 +88,8 @@ class SensitivityData:
         """Layer names, most sensitive first (any failed candidate, then largest mean drop).
 
         Example:
-            >>> sensitivity(scores).most_sensitive(2)  # doctest: +SKIP
-            ['features.0', 'features.3']
+            >>> len(sensitivity(scores).most_sensitive(2))
+            2
         """
         ranked = sorted(self.curves, key=lambda c: (c.failed > 0, c.mean_drop), reverse=True)
         return [c.name for c in ranked[:count]]
@@ -102,9 +102,10 @@ def sensitivity(scores: EvalScores) -> SensitivityData:
     (after rank rounding) in the dictionary's cost metric.
 
     Example:
-        >>> data = sensitivity(EvalScores.load("scores.json"))  # doctest: +SKIP
-        >>> data.curves[0].ratios, data.curves[0].scores        # doctest: +SKIP
-        ((0.34, 0.69, 1.0), (0.15, 0.42, 0.997))
+        >>> data = sensitivity(scores)
+        >>> curve = data.curves[0]
+        >>> curve.name, curve.ratios[-1], curve.scores[-1] == scores.baseline
+        ('features.0', 1.0, True)
     """
     total = max(1, scores.model_cost.get(scores.cost_metric))
     curves = []
@@ -274,8 +275,9 @@ def tradeoff_curve(
         :func:`~greedy_compress.selection.predicted_score`).
 
     Example:
-        >>> curve = tradeoff_curve(scores, targets=[0.3, 0.5, 0.7])   # doctest: +SKIP
-        >>> [(p.predicted_ratio, p.predicted_score) for p in curve.points]  # doctest: +SKIP
+        >>> curve = tradeoff_curve(scores, targets=[0.3, 0.5, 0.7])
+        >>> [round(p.predicted_ratio, 2) for p in curve.points]
+        [0.3, 0.5, 0.7]
     """
     owner = "tradeoff_curve"
     solver = get_solver(solver, owner)
@@ -345,9 +347,8 @@ def selections_by_solver(
     labelled ``"greedy (no fill)"``.
 
     Example:
-        >>> {k: s.predicted_ratio for k, s in selections_by_solver(scores, target=0.5).items()}
-        ... # doctest: +SKIP
-        {'greedy': 0.4988, 'greedy (no fill)': 0.3967}
+        >>> list(selections_by_solver(scores, target=0.5))
+        ['greedy', 'knapsack', 'greedy (no fill)']
     """
     target = check_open_unit(target, "target", "selections_by_solver")
     if solvers is None:
@@ -394,8 +395,8 @@ def compare_selections(
 
     Example:
         >>> comparison = compare_selections(scores, selections_by_solver(scores, target=0.5))
-        ... # doctest: +SKIP
-        >>> [(s.label, s.predicted_score) for s in comparison.strategies]  # doctest: +SKIP
+        >>> [s.label for s in comparison.strategies]
+        ['greedy', 'knapsack', 'greedy (no fill)']
     """
     owner = "compare_selections"
     if isinstance(selections, Mapping):

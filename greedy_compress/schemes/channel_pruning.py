@@ -143,9 +143,11 @@ class ChannelPruning(GroupPruning):
     that also feed one, are skipped with the reason: filter pruning handles those.
 
     Example:
-        >>> scheme = ChannelPruning(data=train_loader)                       # doctest: +SKIP
+        >>> scheme = ChannelPruning(data=train_loader)
         >>> small, report = compress(model, evaluator, target=0.5, scheme=scheme,
-        ...                          input_shape=(1, 3, 32, 32))         # doctest: +SKIP
+        ...                          input_shape=(1, 1, 8, 8), progress=False)
+        >>> report.achieved_ratio <= 0.5
+        True
     """
 
     name = "channel_pruning"

@@ -50,9 +50,12 @@ class SuffixScorer:
             between them. See :func:`default_workers`.
 
     Example:
-        >>> scorer = SuffixScorer(model, TopKAccuracy(loader), example)  # doctest: +SKIP
-        >>> scorer.score({4: {"layer1.0.conv1": small_conv}})  # doctest: +SKIP
-        {4: 0.93}
+        >>> from greedy_compress.schemes import WeightSVD
+        >>> scorer = SuffixScorer(model, evaluator, example_input)
+        >>> small = WeightSVD().compress(model.classifier, 8)
+        >>> scores = scorer.score({8: {"classifier": small}, 10: {"classifier": model.classifier}})
+        >>> scores[10] == evaluator(model)
+        True
     """
 
     def __init__(

@@ -113,6 +113,7 @@ def split_stages(
         SuffixUnavailable: some name is not called by the graph, or was traced into.
 
     Example:
+        >>> from greedy_compress.model.trace import trace_model
         >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
         >>> graph = trace_model(net).graph
         >>> [stage.start for stage in split_stages(net, graph, [["2"], ["0"]])]

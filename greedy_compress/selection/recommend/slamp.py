@@ -253,9 +253,9 @@ def recommend_slamp(
         TargetUnreachableError: ``ratio`` needs more than all but one filter per layer.
 
     Example:
-        >>> rec = recommend_slamp(model, ratio=0.3)       # doctest: +SKIP
-        >>> rec.keep                                       # doctest: +SKIP
-        {'features.0': 22, 'features.3': 41}
+        >>> rec = recommend_slamp(model, ratio=0.3)
+        >>> list(rec.keep), round(rec.pruned_fraction, 2) >= 0.3
+        (['features.0', 'features.3', 'features.7', 'features.10'], True)
     """
     ratio = check_open_unit(ratio, "ratio", _OWNER)
     count = check_choice(count, ("filters", "params"), "count", _OWNER)

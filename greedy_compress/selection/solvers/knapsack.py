@@ -124,8 +124,8 @@ class KnapsackSolver(Solver):
             which may lower the predicted score. False returns the raw optimum.
 
     Example:
-        >>> selection = KnapsackSolver().solve(scores, target=0.5)  # doctest: +SKIP
-        >>> selection.details["exact"]                               # doctest: +SKIP
+        >>> selection = KnapsackSolver().solve(scores, target=0.5)
+        >>> selection.details["exact"]
         True
     """
 
