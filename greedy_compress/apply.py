@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.model.modules import factory_of
 from greedy_compress.schemes import Scheme, build_compressed
 from greedy_compress.selection import Selection, layer_schemes
 
@@ -52,9 +53,8 @@ def apply_selection(
     if finetune is not None and not callable(finetune):
         raise bad_parameter("finetune", owner, "a callable (model, name)", finetune)
     if example_input is None and "input_shape" in selection.details:
-        first = next(model.parameters(), None)
-        like = {} if first is None else {"dtype": first.dtype, "device": first.device}
-        example_input = torch.zeros(tuple(selection.details["input_shape"]), **like)
+        shape = tuple(selection.details["input_shape"])
+        example_input = torch.zeros(shape, **factory_of(model))
     return build_compressed(
         model,
         {name: (schemes[name], choice.rank) for name, choice in selection.choices.items()},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from greedy_compress._util.constraints import bad_parameter
 
@@ -22,7 +22,8 @@ class Registry(Generic[T]):
         (['weight_svd'], 'weight_svd')
     """
 
-    def __init__(self, kind: str, base: type[T]) -> None:
+    def __init__(self, kind: str, base: type) -> None:
+        # ``base`` is usually abstract, which ``type[T]`` would not accept.
         self.kind = kind
         self.base = base
         self._classes: dict[str, type[T]] = {}
@@ -43,7 +44,7 @@ class Registry(Generic[T]):
     def get(self, value: Any, owner: str) -> T:
         """An instance for a registered name, or ``value`` itself if already an instance."""
         if isinstance(value, self.base):
-            return value
+            return cast(T, value)
         if not isinstance(value, str) or value not in self._classes:
             allowed = "one of " + ", ".join(repr(n) for n in self.names())
             raise bad_parameter(self.kind, owner, allowed, value)

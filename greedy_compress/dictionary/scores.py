@@ -18,6 +18,7 @@ from greedy_compress._util.io import atomic_write_json, read_json
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
+from greedy_compress.model.modules import factory_of
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes import Candidate, scheme_class
 
@@ -146,8 +147,7 @@ class EvalScores:
     def example_input(self, like: nn.Module | None = None) -> torch.Tensor:
         """Zeros of the input shape the dictionary was built with, made like ``like``'s
         parameters (dtype and device): enough for schemes that trace the model."""
-        first = None if like is None else next(like.parameters(), None)
-        factory = {} if first is None else {"dtype": first.dtype, "device": first.device}
+        factory = {} if like is None else factory_of(like)
         return torch.zeros(tuple(self.fingerprint["input_shape"]), **factory)
 
     def fixed_cost(self, metric: CostMetric) -> int:

@@ -109,7 +109,8 @@ def next_pass(
     as fit in ``budget`` seconds (always at least one)."""
     if seconds_per_score is None:
         return list(pending[:1])
-    chunk, planned = [], 0.0
+    chunk: list[tuple[str, list[int]]] = []
+    planned = 0.0
     for name, ranks in pending:
         planned += len(ranks) * seconds_per_score
         if chunk and planned > budget:

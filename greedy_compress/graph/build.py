@@ -153,7 +153,12 @@ class GraphBuilder:
 
     def tensor_inputs(self, node: fx.Node) -> list[fx.Node]:
         found: list[fx.Node] = []
-        fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+
+        def note(arg: fx.Node) -> fx.Node:
+            found.append(arg)
+            return arg
+
+        fx.node.map_arg((node.args, node.kwargs), note)
         return [n for n in found if n in self.layouts]
 
     def unknown(self, node: fx.Node, what: str) -> Layout | None:

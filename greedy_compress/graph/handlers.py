@@ -21,6 +21,7 @@ import torch
 from torch import fx, nn
 
 from greedy_compress.graph.dependency import Layout, ModuleUse, Segment
+from greedy_compress.model.modules import weight_of
 
 if TYPE_CHECKING:
     from greedy_compress.graph.build import GraphBuilder
@@ -274,11 +275,12 @@ def _load(
     new: nn.Module, old: nn.Module, weight: torch.Tensor, keep_out: torch.Tensor | None
 ) -> nn.Module:
     """``new`` (in ``old``'s train/eval mode) holding ``weight`` and ``old``'s kept bias."""
+    new_weight, old_bias, new_bias = weight_of(new), getattr(old, "bias", None), new.bias
     with torch.no_grad():
-        new.weight.copy_(weight)
-        if getattr(old, "bias", None) is not None:
-            new.bias.copy_(_take(old.bias, keep_out))
-    new.weight.requires_grad_(old.weight.requires_grad)
+        new_weight.copy_(weight)
+        if isinstance(old_bias, torch.Tensor) and isinstance(new_bias, torch.Tensor):
+            new_bias.copy_(_take(old_bias, keep_out))
+    new_weight.requires_grad_(weight_of(old).requires_grad)
     return new.train(old.training)
 
 

@@ -331,10 +331,13 @@ class StrategyComparison:
 
     def best(self) -> SelectionData:
         """The strategy with the highest measured score, else the highest predicted one."""
-        measured = [s for s in self.strategies if s.measured_score is not None]
+        measured = [(s.measured_score, s) for s in self.strategies if s.measured_score is not None]
         if measured:
-            return max(measured, key=lambda s: s.measured_score)  # type: ignore[arg-type,return-value]
-        return max(self.strategies, key=lambda s: s.predicted_score)
+            return max(measured, key=lambda pair: pair[0])[1]
+        predicted = [
+            (s.predicted_score, s) for s in self.strategies if s.predicted_score is not None
+        ]
+        return max(predicted, key=lambda pair: pair[0])[1] if predicted else self.strategies[0]
 
 
 def selections_by_solver(

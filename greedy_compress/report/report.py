@@ -116,7 +116,7 @@ class CompressionReport:
 
     scheme: str
     solver: str
-    cost_metric: str
+    cost_metric: CostMetric
     target: float
     achieved_ratio: float
     predicted_ratio: float

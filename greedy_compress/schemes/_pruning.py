@@ -252,6 +252,7 @@ class GroupPruning(Scheme):
         for name in ranks:
             self._group(name)  # a clear error for a layer it cannot prune
         if self._model_cost is None:
+            assert self._model is not None and self._example is not None  # set by prepare()
             self._model_cost = measure_cost(self._model, self._example)
         return self.exact_costs().cost(self._model_cost, ranks)
 

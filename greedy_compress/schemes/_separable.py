@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from greedy_compress.model.modules import factory_of
+
 __all__ = ["split_conv_pair"]
 
 
@@ -41,7 +43,7 @@ def split_conv_pair(
     kh, kw = module.kernel_size
     in_channels, mid_channels, out_channels = channels
     pad_v, pad_h = _split_padding(module.padding)
-    factory = {"device": module.weight.device, "dtype": module.weight.dtype}
+    factory = factory_of(module)
     vertical = nn.Conv2d(
         in_channels,
         mid_channels,

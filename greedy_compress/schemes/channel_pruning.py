@@ -23,6 +23,7 @@ from greedy_compress.graph import (
     DependencyGraph,
     group_replacements,
 )
+from greedy_compress.model.modules import weight_of
 from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
@@ -81,7 +82,8 @@ class _ConsumerFit:
 
     def __init__(self, layer: nn.Module, size: int, design: torch.Tensor, targets: torch.Tensor):
         self.taps = design.shape[1] // size
-        weight = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        weight = weight_of(layer).detach()
+        weight = weight.reshape(weight.shape[0], -1)
         # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
         # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
         rows = design.reshape(design.shape[0], size, self.taps).double()
@@ -98,8 +100,9 @@ class _ConsumerFit:
     def refit(self, layer: nn.Module, keep: list[int]) -> None:
         columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
         solution = _least_squares(self.gram, self.cross, columns)
+        weight = weight_of(layer)
         with torch.no_grad():
-            layer.weight.copy_(solution.T.reshape(layer.weight.shape).to(layer.weight.dtype))
+            weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))
 
 
 class _ChannelPruningFactorization(PruningFactorization):
@@ -113,7 +116,7 @@ class _ChannelPruningFactorization(PruningFactorization):
         name: str,
         fits: dict[str, _ConsumerFit],
     ) -> None:
-        energy = sum(fit.energy for fit in fits.values())
+        energy = torch.stack([fit.energy for fit in fits.values()]).sum(dim=0)
         order = torch.sort(energy, descending=True, stable=True).indices.tolist()
         super().__init__(model, graph, group, order, name=name)
         self.scheme, self.fits = scheme, fits

@@ -32,6 +32,7 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.errors import DecompositionError
 from greedy_compress.model.cost import Cost
+from greedy_compress.model.modules import conv_like
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._separable import split_conv_pair
@@ -129,23 +130,19 @@ class _CPFactorization(Factorization):
         out_f, in_f, v_f, h_f = self.fit(rank)
         rank = out_f.shape[1]  # max_rank and above use the exact decomposition's own size
         out_ch, in_ch = module.weight.shape[:2]
-        factory = {"device": module.weight.device, "dtype": module.weight.dtype}
-        first = nn.Conv2d(in_ch, rank, 1, bias=False, **factory)
+        first = conv_like(module, in_ch, rank, bias=False, pointwise=True)
         # depthwise pair carrying the original geometry, split by dimension
         vertical, horizontal = split_conv_pair(module, channels=(rank, rank, rank), groups=rank)
-        last = nn.Conv2d(rank, out_ch, 1, bias=module.bias is not None, **factory)
-
-        def load(conv: nn.Conv2d, array: np.ndarray) -> None:
-            conv.weight.data.copy_(
-                torch.from_numpy(np.ascontiguousarray(array)).view_as(conv.weight)
-            )
-
-        load(first, in_f.T)  # (r, in)
-        load(vertical, v_f.T)  # (r, kh)
-        load(horizontal, h_f.T)  # (r, kw)
-        load(last, out_f)  # (out, r)
-        if module.bias is not None:
-            last.bias.data.copy_(module.bias.detach())
+        last = conv_like(module, rank, out_ch, bias=module.bias is not None, pointwise=True)
+        # (r, in), (r, kh), (r, kw), (out, r)
+        factors = ((first, in_f.T), (vertical, v_f.T), (horizontal, h_f.T), (last, out_f))
+        with torch.no_grad():
+            for conv, array in factors:
+                conv.weight.copy_(
+                    torch.from_numpy(np.ascontiguousarray(array)).view_as(conv.weight)
+                )
+            if module.bias is not None and last.bias is not None:
+                last.bias.copy_(module.bias)
         return nn.Sequential(first, vertical, horizontal, last)
 
 

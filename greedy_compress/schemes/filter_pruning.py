@@ -17,6 +17,7 @@ from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph
+from greedy_compress.model.modules import weight_of
 from greedy_compress.model.sampling import capture, take_samples, tensor_hash
 from greedy_compress.schemes._pruning import GroupPruning
 from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
@@ -96,7 +97,7 @@ class FilterPruning(GroupPruning):
         self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup
     ) -> ChannelEvidence:
         """The producers' filters and, for data criteria, the group's feature maps."""
-        weights = tuple(model.get_submodule(p).weight.detach() for p in group.producers)
+        weights = tuple(weight_of(model.get_submodule(p)).detach() for p in group.producers)
         features = None
         if self.uses_data:
             assert self._samples is not None

@@ -8,6 +8,7 @@ exactly the original at full rank.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from greedy_compress.model.cost import Cost
@@ -33,10 +34,11 @@ class _SpatialSVDFactorization(Factorization):
             module, channels=(in_ch, rank, out_ch), bias=module.bias is not None
         )
         left, right = self.svd.factors(rank)  # (in*kh, r), (r, out*kw)
-        vertical.weight.data.copy_(left.reshape(in_ch, kh, rank).permute(2, 0, 1).unsqueeze(-1))
-        horizontal.weight.data.copy_(right.reshape(rank, out_ch, kw).permute(1, 0, 2).unsqueeze(2))
-        if module.bias is not None:
-            horizontal.bias.data.copy_(module.bias.detach())
+        with torch.no_grad():
+            vertical.weight.copy_(left.reshape(in_ch, kh, rank).permute(2, 0, 1).unsqueeze(-1))
+            horizontal.weight.copy_(right.reshape(rank, out_ch, kw).permute(1, 0, 2).unsqueeze(2))
+            if module.bias is not None and horizontal.bias is not None:
+                horizontal.bias.copy_(module.bias)
         return nn.Sequential(vertical, horizontal)
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from greedy_compress._util.blas import single_threaded_blas
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.model.cost import Cost
+from greedy_compress.model.modules import conv_like
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend
@@ -116,30 +117,17 @@ class _TuckerFactorization(Factorization):
         """The three convs for core ranks ``r_in`` and ``r_out``."""
         module = self.module
         core, u_in, u_out = self.fit(r_in, r_out)
-        conv_type = nn.Conv1d if isinstance(module, nn.Conv1d) else nn.Conv2d
-        factory = {"device": module.weight.device, "dtype": module.weight.dtype}
-        first = conv_type(module.in_channels, r_in, 1, bias=False, **factory)
-        middle = conv_type(
-            r_in,
-            r_out,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            bias=False,
-            padding_mode=module.padding_mode,
-            **factory,
+        first = conv_like(module, module.in_channels, r_in, bias=False, pointwise=True)
+        middle = conv_like(module, r_in, r_out, bias=False)
+        last = conv_like(
+            module, r_out, module.out_channels, bias=module.bias is not None, pointwise=True
         )
-        last = conv_type(r_out, module.out_channels, 1, bias=module.bias is not None, **factory)
-
-        def load(conv: nn.Module, array: np.ndarray) -> None:
-            conv.weight.data.copy_(torch.from_numpy(array).reshape(conv.weight.shape))
-
-        load(first, np.ascontiguousarray(u_in.T))
-        load(middle, np.ascontiguousarray(core))
-        load(last, np.ascontiguousarray(u_out))
-        if module.bias is not None:
-            last.bias.data.copy_(module.bias.detach())
+        with torch.no_grad():
+            for conv, array in ((first, u_in.T), (middle, core), (last, u_out)):
+                weight = torch.from_numpy(np.ascontiguousarray(array))
+                conv.weight.copy_(weight.reshape(conv.weight.shape))
+            if module.bias is not None and last.bias is not None:
+                last.bias.copy_(module.bias)
         return nn.Sequential(first, middle, last)
 
     def build(self, rank: int) -> nn.Sequential:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from greedy_compress.model.cost import Cost
+from greedy_compress.model.modules import conv_like, factory_of
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.schemes._base import Factorization, Scheme
 from greedy_compress.schemes._svd import SplitSVD
@@ -26,34 +28,21 @@ class _WeightSVDFactorization(Factorization):
 
     def build(self, rank: int) -> nn.Sequential:
         module = self.module
-        weight = module.weight
         left, right = self.svd.factors(rank)
-        factory = {"device": weight.device, "dtype": weight.dtype}
+        bias = module.bias is not None
+        first: nn.Linear | nn.Conv1d | nn.Conv2d
+        second: nn.Linear | nn.Conv1d | nn.Conv2d
         if isinstance(module, nn.Linear):
-            first = nn.Linear(module.in_features, rank, bias=False, **factory)
-            second = nn.Linear(rank, module.out_features, bias=module.bias is not None, **factory)
-            first.weight.data.copy_(right)
-            second.weight.data.copy_(left)
+            first = nn.Linear(module.in_features, rank, bias=False, **factory_of(module))
+            second = nn.Linear(rank, module.out_features, bias=bias, **factory_of(module))
         else:
-            conv_type = nn.Conv1d if isinstance(module, nn.Conv1d) else nn.Conv2d
-            first = conv_type(
-                module.in_channels,
-                rank,
-                module.kernel_size,
-                stride=module.stride,
-                padding=module.padding,
-                dilation=module.dilation,
-                bias=False,
-                padding_mode=module.padding_mode,
-                **factory,
-            )
-            second = conv_type(
-                rank, module.out_channels, 1, bias=module.bias is not None, **factory
-            )
-            first.weight.data.copy_(right.reshape(first.weight.shape))
-            second.weight.data.copy_(left.reshape(second.weight.shape))
-        if module.bias is not None:
-            second.bias.data.copy_(module.bias.detach())
+            first = conv_like(module, module.in_channels, rank, bias=False)
+            second = conv_like(module, rank, module.out_channels, bias=bias, pointwise=True)
+        with torch.no_grad():
+            first.weight.copy_(right.reshape(first.weight.shape))
+            second.weight.copy_(left.reshape(second.weight.shape))
+            if module.bias is not None and second.bias is not None:
+                second.bias.copy_(module.bias)
         return nn.Sequential(first, second)
 
 
@@ -91,4 +80,4 @@ def weight_svd(module: nn.Linear | nn.Conv1d | nn.Conv2d, rank: int) -> nn.Seque
           (1): Linear(in_features=4, out_features=8, bias=True)
         )
     """
-    return _WeightSVDFactorization(module).build(rank)  # type: ignore[return-value]
+    return _WeightSVDFactorization(module).build(rank)

@@ -48,7 +48,7 @@ def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
 
 def make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
     # Optuna >= 5 reads constraints set on the trial; older versions need constraints_func.
-    extra = {} if HAS_SET_CONSTRAINT else {"constraints_func": _constraints}
+    extra: dict[str, Any] = {} if HAS_SET_CONSTRAINT else {"constraints_func": _constraints}
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
     if sampler == "tpe":

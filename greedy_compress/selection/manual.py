@@ -216,10 +216,11 @@ def manual_selection(
                     f"layers {scheme.name} can compress ({name!r}: {listing.skipped[name]})",
                     name,
                 )
-            choices = ", ".join(list(listing.layers)[:8]) or "none"
-            raise bad_parameter("values", owner, f"names of layers such as {choices}", name)
+            known = ", ".join(list(listing.layers)[:8]) or "none"
+            raise bad_parameter("values", owner, f"names of layers such as {known}", name)
     index_mode = scheme.manual_values == "indices"
-    indices = {}
+    indices: dict[str, list[int]] = {}
+    ratios: dict[str, float] = {}
     if index_mode:
         indices = {
             name: _check_indices(name, value, listing.layers[name].size, owner)

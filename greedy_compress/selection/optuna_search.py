@@ -286,7 +286,7 @@ def optuna_search(
 
     evaluated, drawn, elapsed = result
     best = _best_feasible(study)
-    if best is None:  # only possible if every evaluation failed
+    if best is None or best.value is None:  # only possible if every evaluation failed
         raise GreedyCompressError(
             "The search evaluated no feasible model; give it more trials or time."
         )
@@ -375,12 +375,11 @@ def _run(
 
 def _best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The evaluated, within-budget trial with the highest score (earliest on ties)."""
-    best = None
+    best: tuple[float, optuna.trial.FrozenTrial] | None = None
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if not trial.user_attrs.get("evaluated") or trial.value is None:
+        value = trial.value
+        if not trial.user_attrs.get("evaluated") or value is None or not math.isfinite(value):
             continue
-        if not math.isfinite(trial.value):
-            continue
-        if best is None or trial.value > best.value:
-            best = trial
-    return best
+        if best is None or value > best[0]:
+            best = (value, trial)
+    return None if best is None else best[1]

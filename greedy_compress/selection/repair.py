@@ -307,7 +307,7 @@ def repair_selection(
             steps.append(RepairStep("combined check", {}, ratio(current), score, True))
         else:
             seen[_key(current)] = score
-        initial, protected = score, set()
+        initial, protected = score, set[str]()
         while score < threshold and evaluations < max_evaluations:
             moves = _moves(
                 options,

@@ -34,6 +34,7 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter, check_choice, check_open_unit
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import make_example_input, profile_model
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.selection.selection import LayerChoice, Selection
@@ -258,7 +259,7 @@ def recommend_slamp(
         (['features.0', 'features.3', 'features.7', 'features.10'], True)
     """
     ratio = check_open_unit(ratio, "ratio", _OWNER)
-    count = check_choice(count, ("filters", "params"), "count", _OWNER)
+    unit = check_choice(count, ("filters", "params"), "count", _OWNER)
     names = _check_layers(model, layers)
 
     # One entry per filter: (score, layer position, filter index, weight in `count` units).
@@ -267,10 +268,10 @@ def recommend_slamp(
     total = 0
     for position, name in enumerate(names):
         module = model.get_submodule(name)
-        weight = module.weight
+        weight = weight_of(module)
         filters = weight.shape[0]
         sizes[name] = filters
-        per_filter = 1 if count == "filters" else weight[0].numel() + int(module.bias is not None)
+        per_filter = 1 if unit == "filters" else weight[0].numel() + int(module.bias is not None)
         total += filters * per_filter
         scores = lamp_scores(weight).tolist()
         top = max(range(filters), key=lambda i: (scores[i], i))
@@ -281,7 +282,7 @@ def recommend_slamp(
     if reachable < needed:
         raise TargetUnreachableError(
             f"Pruning ratio {ratio:g} is out of reach: keeping one filter per layer removes at "
-            f"most {reachable / total:.4f} of the {count}. Use a ratio <= {reachable / total:.4f}."
+            f"most {reachable / total:.4f} of the {unit}. Use a ratio <= {reachable / total:.4f}."
         )
     pool.sort(key=lambda item: item[:3])
     removed: dict[str, set[int]] = {name: set() for name in names}
@@ -302,7 +303,7 @@ def recommend_slamp(
     }
     return SlampRecommendation(
         ratio=ratio,
-        count=count,
+        count=unit,
         pruned_fraction=amount / total,
         threshold=threshold,
         layers=result,

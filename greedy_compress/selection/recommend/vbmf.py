@@ -37,6 +37,7 @@ from greedy_compress._util.blas import single_threaded_blas
 from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress.errors import NoCompressibleLayerError
 from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import LayerInfo, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, Tucker2, get_scheme
 from greedy_compress.selection.selection import LayerChoice, Selection
@@ -152,24 +153,25 @@ def _channel_ranks(weight: torch.Tensor) -> tuple[int, int]:
 
 
 def _weight_svd(module: nn.Module, scheme: Scheme, layer: LayerInfo) -> tuple[int, dict]:
-    weight = module.weight
+    weight = weight_of(module)
     return evbmf(weight.reshape(weight.shape[0], -1)).rank, {}
 
 
 def _spatial_svd(module: nn.Module, scheme: Scheme, layer: LayerInfo) -> tuple[int, dict]:
-    out_ch, in_ch, kh, kw = module.weight.shape
-    matrix = module.weight.permute(1, 2, 0, 3).reshape(in_ch * kh, out_ch * kw)
+    weight = weight_of(module)
+    out_ch, in_ch, kh, kw = weight.shape
+    matrix = weight.permute(1, 2, 0, 3).reshape(in_ch * kh, out_ch * kw)
     return evbmf(matrix).rank, {}
 
 
 def _tucker(module: nn.Module, scheme: Scheme, layer: LayerInfo) -> tuple[int, dict]:
-    r_in, r_out = _channel_ranks(module.weight)
+    r_in, r_out = _channel_ranks(weight_of(module))
     tucker = scheme if isinstance(scheme, Tucker2) else Tucker2()
     return tucker.rank_covering(layer, r_in, r_out), {"r_in": r_in, "r_out": r_out}
 
 
 def _cp(module: nn.Module, scheme: Scheme, layer: LayerInfo) -> tuple[int, dict]:
-    r_in, r_out = _channel_ranks(module.weight)
+    r_in, r_out = _channel_ranks(weight_of(module))
     return max(r_in, r_out), {"r_in": r_in, "r_out": r_out}
 
 
