@@ -14,8 +14,7 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
+from greedy_compress._version import __version__
 from greedy_compress.api import compress, select
 from greedy_compress.apply import apply_selection, load_compressed
 from greedy_compress.dictionary import (

@@ -14,15 +14,12 @@ from greedy_compress import (
 )
 from greedy_compress.report.analysis import (
     MeasuredPoint,
-    compare_selections,
-    predicted_score,
-    reachable_ratio,
     selection_data,
-    selections_by_solver,
     sensitivity,
     tradeoff_curve,
 )
-from greedy_compress.selection import LayerChoice
+from greedy_compress.report.comparison import compare_selections, selections_by_solver
+from greedy_compress.selection import LayerChoice, predicted_score, reachable_ratio
 from tests.dictionaries import TWO_LAYERS, make_scores
 
 # A third of the model is not scored; layer "b" has a failed candidate.

@@ -18,12 +18,11 @@ from greedy_compress import GreedySolver, InvalidParameterError
 from greedy_compress.cli import main
 from greedy_compress.report.analysis import (
     MeasuredPoint,
-    compare_selections,
     selection_data,
-    selections_by_solver,
     sensitivity,
     tradeoff_curve,
 )
+from greedy_compress.report.comparison import compare_selections, selections_by_solver
 from greedy_compress.report.plots import (
     plot_comparison,
     plot_selection,

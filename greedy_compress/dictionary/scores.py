@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.io import atomic_write_json, read_json
+from greedy_compress._version import __version__
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
@@ -208,8 +209,6 @@ class EvalScores:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON, with the format name and version."""
-        from greedy_compress import __version__
-
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

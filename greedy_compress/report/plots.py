@@ -27,18 +27,20 @@ from typing import TYPE_CHECKING, Any
 from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
 from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress.dictionary import EvalScores
-from greedy_compress.model.cost import CostMetric
+from greedy_compress.report import _axes as axes
 from greedy_compress.report.analysis import (
     MeasuredPoint,
     SelectionData,
     SensitivityData,
-    StrategyComparison,
     TradeoffData,
-    compare_selections,
     selection_data,
-    selections_by_solver,
     sensitivity,
     tradeoff_curve,
+)
+from greedy_compress.report.comparison import (
+    StrategyComparison,
+    compare_selections,
+    selections_by_solver,
 )
 from greedy_compress.selection import Selection, get_solver
 
@@ -56,69 +58,6 @@ __all__ = [
 ]
 
 PLOT_FORMATS = ("png", "svg")
-_COST_UNITS = {"mac": "MACs", "memory": "parameters"}
-_NEUTRAL = "#9a9a9a"
-
-
-def _units(metric: CostMetric) -> str:
-    return _COST_UNITS.get(metric, metric)
-
-
-# Figure sizes in inches; every legend sits right of the plot (it never covers data), so
-# each width includes about 3 inches for it. Bar charts grow with the layer count, capped.
-_MAX_WIDTH = 30.0
-
-
-def _sensitivity_size(data: SensitivityData) -> tuple[float, float]:
-    return (9.0, 4.5)
-
-
-def _selection_size(data: SelectionData) -> tuple[float, float]:
-    return (min(_MAX_WIDTH, max(5.0, 0.6 * len(data.layers) + 2.0) + 3.0), 4.5)
-
-
-def _tradeoff_size(data: TradeoffData) -> tuple[float, float]:
-    return (9.0, 4.5)
-
-
-def _comparison_size(data: StrategyComparison) -> tuple[float, float]:
-    bars = len(data.strategies) * len(data.layers)
-    return (min(_MAX_WIDTH, max(5.0, 0.25 * bars + 2.0) + 3.5), 4.5)
-
-
-def _legend_outside(ax: Axes) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-
-
-def _layer_ticks(ax: Axes, names: Sequence[str]) -> None:
-    """Layer names under the bars, smaller when there are many so they do not overlap."""
-    size = 9 if len(names) <= 20 else 7 if len(names) <= 40 else 5
-    few = len(names) <= 20
-    ax.set_xticks(
-        range(len(names)), names, rotation=30 if few else 90, ha="right" if few else "center"
-    )
-    ax.tick_params(axis="x", labelsize=size)
-    ax.set_xlim(-0.6, len(names) - 0.4)
-
-
-def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
-    """``ax`` itself, or the Axes of a new pyplot figure (shown inline by notebooks)."""
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, new = plt.subplots(figsize=size, layout="constrained")
-    return new
-
-
-def _percent_axis(axis: Any) -> None:
-    from matplotlib.ticker import PercentFormatter
-
-    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-
-
-def _finite(values: Iterable[float | None]) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
 
 
 def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: int = 5) -> Axes:
@@ -140,7 +79,7 @@ def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: in
         3
     """
     check_positive_int(label, "label", "plot_sensitivity")
-    ax = _new_axes(ax, _sensitivity_size(data))
+    ax = axes.new_axes(ax, axes.sensitivity_size(data))
     highlighted = data.most_sensitive(label)
     colours = {name: f"C{i % 10}" for i, name in enumerate(highlighted)}
     # Grey layers first so the highlighted ones are drawn on top of them.
@@ -153,18 +92,20 @@ def plot_sensitivity(data: SensitivityData, *, ax: Axes | None = None, label: in
                 text += f", {curve.failed} failed"
             ax.plot(ratios, scores, marker="o", markersize=4, color=colours[curve.name], label=text)
         else:
-            ax.plot(ratios, scores, color=_NEUTRAL, linewidth=0.8, alpha=0.6)
+            ax.plot(ratios, scores, color=axes.NEUTRAL, linewidth=0.8, alpha=0.6)
     ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
     if len(data.curves) > len(highlighted):
-        ax.plot([], [], color=_NEUTRAL, label=f"{len(data.curves) - len(highlighted)} other layers")
-    units = _units(data.cost_metric)
+        ax.plot(
+            [], [], color=axes.NEUTRAL, label=f"{len(data.curves) - len(highlighted)} other layers"
+        )
+    units = axes.units(data.cost_metric)
     ax.set_xlabel(f"kept fraction of the layer's {units} (%)")
     ax.set_ylabel("model score, only this layer compressed")
     ax.set_title(f"Per-layer sensitivity ({data.scheme})")
-    _percent_axis(ax.xaxis)
+    axes.percent_axis(ax.xaxis)
     ax.set_xlim(0, 1.02)
     ax.grid(alpha=0.3)
-    _legend_outside(ax)
+    axes.legend_outside(ax)
     return ax
 
 
@@ -187,8 +128,8 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
         >>> [tick.get_text() for tick in ax.get_xticklabels()][:2]
         ['features.0', 'features.3']
     """
-    ax = _new_axes(ax, _selection_size(data))
-    units = _units(data.cost_metric)
+    ax = axes.new_axes(ax, axes.selection_size(data))
+    units = axes.units(data.cost_metric)
     positions = list(range(len(data.layers)))
     width = 0.38
     for x, row in zip(positions, data.layers, strict=True):
@@ -197,7 +138,7 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
             x - width / 2,
             row.kept_ratio,
             width,
-            color=_NEUTRAL if untouched else "C0",
+            color=axes.NEUTRAL if untouched else "C0",
             hatch="//" if untouched else None,
             edgecolor="white",
         )
@@ -205,12 +146,12 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
         ax.bar(x + width / 2, row.kept_share, width, color="C1")
     # Legend entries drawn once, by proxy, instead of once per layer.
     ax.bar([0], [0], color="C0", label=f"kept fraction of the layer's {units}")
-    ax.bar([0], [0], color=_NEUTRAL, hatch="//", edgecolor="white", label="left alone")
+    ax.bar([0], [0], color=axes.NEUTRAL, hatch="//", edgecolor="white", label="left alone")
     ax.bar([0], [0], color="C1", alpha=0.35, label=f"layer's share of model {units}")
     ax.bar([0], [0], color="C1", label="... of which kept")
-    _layer_ticks(ax, [row.name for row in data.layers])
+    axes.layer_ticks(ax, [row.name for row in data.layers])
     ax.set_ylim(0, 1.05)
-    _percent_axis(ax.yaxis)
+    axes.percent_axis(ax.yaxis)
     ax.set_ylabel("fraction (%)")
     ax.set_xlabel("layer (network order)")
     score = (
@@ -226,7 +167,7 @@ def plot_selection(data: SelectionData, *, ax: Axes | None = None) -> Axes:
         fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3)
-    _legend_outside(ax)
+    axes.legend_outside(ax)
     return ax
 
 
@@ -249,15 +190,15 @@ def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
         >>> ax.get_xlabel()
         "kept fraction of the model's MACs (%)"
     """
-    ax = _new_axes(ax, _tradeoff_size(data))
+    ax = axes.new_axes(ax, axes.tradeoff_size(data))
     points = sorted((p.predicted_ratio, p.predicted_score) for p in data.points)
     scores = [p[1] for p in points]
     # The additive model can predict far below any score seen (even below zero accuracy);
     # clip the axis at the lowest real score and mark the points beneath it.
-    top = max([data.baseline, *_finite(scores), *(m.score for m in data.measured)])
+    top = max([data.baseline, *axes.finite(scores), *(m.score for m in data.measured)])
     floor = data.lowest_score
     if not math.isfinite(floor):
-        floor = min(_finite(scores), default=0.0)
+        floor = min(axes.finite(scores), default=0.0)
     bottom = floor - 0.05 * max(top - floor, 1e-9)
     clipped = [(r, bottom) for r, s in points if s < bottom]
     ax.plot(
@@ -302,15 +243,15 @@ def plot_tradeoff(data: TradeoffData, *, ax: Axes | None = None) -> Axes:
                 )
     ax.axhline(data.baseline, color="black", linestyle="--", linewidth=1, label="baseline")
     reachable = f"smallest reachable ({data.min_ratio:.1%})"
-    ax.axvline(data.min_ratio, color=_NEUTRAL, linestyle=":", label=reachable)
-    units = _units(data.cost_metric)
+    ax.axvline(data.min_ratio, color=axes.NEUTRAL, linestyle=":", label=reachable)
+    units = axes.units(data.cost_metric)
     ax.set_xlabel(f"kept fraction of the model's {units} (%)")
     ax.set_ylabel("model score")
     ax.set_title("Trade-off from the saved dictionary (no re-evaluation)")
-    _percent_axis(ax.xaxis)
+    axes.percent_axis(ax.xaxis)
     ax.set_xlim(0, 1.02)
     ax.grid(alpha=0.3)
-    _legend_outside(ax)
+    axes.legend_outside(ax)
     return ax
 
 
@@ -326,16 +267,16 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
 
     Example:
         >>> from matplotlib.figure import Figure
-        >>> from greedy_compress.report.analysis import compare_selections, selections_by_solver
+        >>> from greedy_compress.report.comparison import compare_selections, selections_by_solver
         >>> comparison = compare_selections(scores, selections_by_solver(scores, target=0.5))
         >>> ax = plot_comparison(comparison, ax=Figure().add_subplot())
         >>> ax.get_title()
         'Strategies compared at target 0.5'
     """
     count = len(data.strategies)
-    ax = _new_axes(ax, _comparison_size(data))
+    ax = axes.new_axes(ax, axes.comparison_size(data))
     width = 0.8 / count
-    units = _units(data.strategies[0].cost_metric)
+    units = axes.units(data.strategies[0].cost_metric)
     for i, strategy in enumerate(data.strategies):
         ratios = {row.name: row.kept_ratio for row in strategy.layers}
         predicted = "-" if strategy.predicted_score is None else f"{strategy.predicted_score:.4f}"
@@ -350,9 +291,9 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
             color=f"C{i % 10}",
             label=text,
         )
-    _layer_ticks(ax, data.layers)
+    axes.layer_ticks(ax, data.layers)
     ax.set_ylim(0, 1.05)
-    _percent_axis(ax.yaxis)
+    axes.percent_axis(ax.yaxis)
     ax.set_ylabel(f"kept fraction of the layer's {units} (%)")
     ax.set_xlabel("layer (network order)")
     targets = sorted({s.target for s in data.strategies})
@@ -360,15 +301,15 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
         "Strategies compared at target " + ", ".join(f"{t:g}" for t in targets), fontsize=10
     )
     ax.grid(axis="y", alpha=0.3)
-    _legend_outside(ax)
+    axes.legend_outside(ax)
     return ax
 
 
 _DRAWERS: dict[str, tuple[Any, Any]] = {
-    "sensitivity": (plot_sensitivity, _sensitivity_size),
-    "selection": (plot_selection, _selection_size),
-    "tradeoff": (plot_tradeoff, _tradeoff_size),
-    "comparison": (plot_comparison, _comparison_size),
+    "sensitivity": (plot_sensitivity, axes.sensitivity_size),
+    "selection": (plot_selection, axes.selection_size),
+    "tradeoff": (plot_tradeoff, axes.tradeoff_size),
+    "comparison": (plot_comparison, axes.comparison_size),
 }
 
 
