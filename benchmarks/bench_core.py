@@ -30,11 +30,11 @@ SCHEMES = ("spatial_svd", "weight_svd")
 def uniform_selection(scores, target: float) -> Selection | None:
     """Every scored layer at one common candidate ratio: the largest that meets the target."""
     total = scores.model_cost.macs
-    fixed = total - sum(layer.info.cost.macs for layer in scores.layers.values())
-    ratios = sorted({e.ratio for layer in scores.layers.values() for e in layer.entries})
+    fixed = scores.fixed_cost("mac")
+    ratios = sorted({e.asked_ratio for layer in scores.layers.values() for e in layer.entries})
     for ratio in reversed(ratios):
         entries = {
-            name: next(e for e in layer.entries if e.ratio == ratio)
+            name: next(e for e in layer.entries if e.asked_ratio == ratio)
             for name, layer in scores.layers.items()
         }
         if fixed + sum(e.cost.macs for e in entries.values()) <= target * total:
