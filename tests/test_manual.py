@@ -24,9 +24,9 @@ def test_listing_gives_channel_counts_accepted_values_and_skip_reasons(tiny_net)
     assert listing.layers["conv2"].size == 16
     assert listing.layers["conv2"].knob == "output channels"
     assert "ratio in (0, 1]" in listing.layers["conv2"].accepts
-    assert listing.skipped["head"] == "its output channels feed the model's output"
+    assert listing.skipped["head"] == "its output channels cannot change: the model's output"
     table = listing.to_table()
-    assert "conv2" in table and "skipped: its output channels feed" in table
+    assert "conv2" in table and "skipped: its output channels cannot change" in table
     index = available_layers(tiny_net, scheme="filter_pruning_index", example_input=EXAMPLE)
     assert "indices in [0, 16)" in index.layers["conv2"].accepts
     svd = available_layers(tiny_net, scheme="weight_svd", input_shape=(1, 1, 8, 8))
@@ -82,7 +82,7 @@ def test_index_pruning_removes_exactly_the_named_channels(tiny_net):
         ("weight_svd", {"conv2": math.nan}, r"float in \(0, 1\]. Got nan"),
         ("filter_pruning_l2", {"conv2": [1, 2]}, r"float in \(0, 1\]. Got \[1, 2\]"),
         ("filter_pruning_l2", {"conv9": 0.5}, r"names of layers such as conv1.*Got 'conv9'"),
-        ("filter_pruning_l2", {"head": 0.5}, r"'head': its output channels feed the model"),
+        ("filter_pruning_l2", {"head": 0.5}, r"'head': its output channels cannot change: the model"),
         ("filter_pruning_index", {"conv2": [3, 16]}, r"indices in \[0, 16\).*Got \[3, 16\]"),
         ("filter_pruning_index", {"conv2": [3, 3]}, r"distinct channel indices"),
         ("filter_pruning_index", {"conv1": list(range(8))}, r"leaving at least one of the 8"),

@@ -262,7 +262,7 @@ def plot_comparison(data: StrategyComparison, *, ax: Axes | None = None) -> Axes
     where given, measured) score.
 
     Args:
-        data: from :func:`greedy_compress.report.analysis.compare_selections`.
+        data: from :func:`greedy_compress.report.comparison.compare_selections`.
         ax: Axes to draw on (default: a new figure).
 
     Example:

@@ -83,7 +83,7 @@ class FilterPruning(GroupPruning):
         if group is None:
             return None, "its output channels are not tracked"
         if group.blocked is not None:
-            return None, f"its output channels feed {group.blocked}"
+            return None, f"its output channels cannot change: {group.blocked}"
         if group.size < 2:
             return None, "it has a single output channel"
         if group.producers[0] != name:

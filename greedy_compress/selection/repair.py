@@ -364,7 +364,25 @@ def repair_selection(
         message=message,
         steps=steps,
     )
+    if _key(current) == _key(
+        {n: _option_for(o, selection.choices.get(n)) for n, o in options.items()}
+    ):
+        return selection, result
+    # The solver's budget notes described the selection before the repair.
+    details = {
+        key: value
+        for key, value in selection.details.items()
+        if key not in ("budget_note", "budget_gap", "within_tolerance")
+    }
+    kept = ratio(current)
+    gap = (selection.target - kept) / selection.target
+    details.update(budget_gap=gap, within_tolerance=gap <= 0.01, repaired=True)
+    if gap > 0.01:
+        details["budget_note"] = (
+            f"the repaired selection keeps {kept:.4f} of the cost for a target of "
+            f"{selection.target:g}: backing off layers left that much unused"
+        )
     repaired = dataclasses.replace(
-        selection, predicted_ratio=ratio(current), choices=_choices(current)
+        selection, predicted_ratio=kept, choices=_choices(current), details=details
     )
     return repaired, result
