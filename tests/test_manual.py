@@ -82,7 +82,11 @@ def test_index_pruning_removes_exactly_the_named_channels(tiny_net):
         ("weight_svd", {"conv2": math.nan}, r"float in \(0, 1\]. Got nan"),
         ("filter_pruning_l2", {"conv2": [1, 2]}, r"float in \(0, 1\]. Got \[1, 2\]"),
         ("filter_pruning_l2", {"conv9": 0.5}, r"names of layers such as conv1.*Got 'conv9'"),
-        ("filter_pruning_l2", {"head": 0.5}, r"'head': its output channels cannot change: the model"),
+        (
+            "filter_pruning_l2",
+            {"head": 0.5},
+            r"'head': its output channels cannot change: the model",
+        ),
         ("filter_pruning_index", {"conv2": [3, 16]}, r"indices in \[0, 16\).*Got \[3, 16\]"),
         ("filter_pruning_index", {"conv2": [3, 3]}, r"distinct channel indices"),
         ("filter_pruning_index", {"conv1": list(range(8))}, r"leaving at least one of the 8"),

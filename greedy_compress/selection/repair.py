@@ -369,20 +369,20 @@ def repair_selection(
     ):
         return selection, result
     # The solver's budget notes described the selection before the repair.
-    details = {
+    details: dict[str, Any] = {
         key: value
         for key, value in selection.details.items()
         if key not in ("budget_note", "budget_gap", "within_tolerance")
     }
-    kept = ratio(current)
-    gap = (selection.target - kept) / selection.target
+    kept_ratio = ratio(current)
+    gap = (selection.target - kept_ratio) / selection.target
     details.update(budget_gap=gap, within_tolerance=gap <= 0.01, repaired=True)
     if gap > 0.01:
         details["budget_note"] = (
-            f"the repaired selection keeps {kept:.4f} of the cost for a target of "
+            f"the repaired selection keeps {kept_ratio:.4f} of the cost for a target of "
             f"{selection.target:g}: backing off layers left that much unused"
         )
     repaired = dataclasses.replace(
-        selection, predicted_ratio=kept, choices=_choices(current), details=details
+        selection, predicted_ratio=kept_ratio, choices=_choices(current), details=details
     )
     return repaired, result
