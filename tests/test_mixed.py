@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import OutputDistance, TinyNet
+from tiny import OutputDistance, TinyNet
 from torch import nn
 
 from greedy_compress import (
