@@ -12,6 +12,7 @@ rank's part) is written atomically after every pass, so an interrupted build res
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -25,6 +26,8 @@ from greedy_compress._util.constraints import bad_parameter
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary.evaluator import Evaluator, run_evaluator
 from greedy_compress.dictionary.fingerprint import make_fingerprint
+from greedy_compress.dictionary.latency import plan_latency, rank_metric
+from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.scoring import LayerScorer, next_pass
 from greedy_compress.dictionary.settings import BuildOptions, BuildSettings
@@ -173,7 +176,7 @@ def build_eval_scores(
 
     profile = profile_model(model, example, ignore=config.ignore)
     profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    planned, skipped = _plan(profile, scheme, metric)
+    planned, skipped = _plan(profile, scheme, rank_metric(metric))
     exact_costs = scheme.exact_costs()
     fingerprint = make_fingerprint(
         model,
@@ -186,15 +189,36 @@ def build_eval_scores(
     )
     if scheme.settings():  # e.g. a pruning scheme's data and sample count
         fingerprint["scheme_settings"] = scheme.settings()
+    if config.measures_latency:  # device, threads, batch size, torch version, timer
+        fingerprint["latency"] = config.latency_meter.describe(example)
     # The fingerprint does not cover `ignore`, which only changes which layers are planned.
     known, own, part_ranks = _load_known(scores_path, fingerprint, shard)
-    choices = {
-        name: [scheme.candidate(profile.layers[name], r, metric, multiplicity) for r in ratios]
-        for name in planned
-    }
+    table: LatencyTable | None = None
+    if config.measures_latency:  # timed before any scoring, saved with the first save
+        profile, planned, skipped, choices, table = plan_latency(
+            model,
+            scheme,
+            profile,
+            planned,
+            skipped,
+            example=example,
+            config=config,
+            scores_path=scores_path,
+            fingerprint=fingerprint,
+            shard=shard,
+        )
+    else:
+        choices = {
+            name: [
+                scheme.candidate(profile.layers[name], r, metric, config.rank_multiplicity)
+                for r in ratios
+            ]
+            for name in planned
+        }
 
     def assemble() -> EvalScores:
-        return _assemble(fingerprint, known, profile, planned, skipped, choices, exact_costs)
+        scores = _assemble(fingerprint, known, profile, planned, skipped, choices, exact_costs)
+        return scores if table is None else dataclasses.replace(scores, latency=table)
 
     def save() -> None:
         if scores_path is None:
