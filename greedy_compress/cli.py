@@ -141,6 +141,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--monotone", action="store_true", help="solve on monotone fits of the score curves"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--latency-batch-size", type=int, help="batch size to time latency at")
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,6 +158,7 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
         cost=args.cost,
         candidates=args.candidates,
         progress=not args.no_progress,
+        latency_batch_size=args.latency_batch_size,
     )
     return {
         "target": args.target,
@@ -199,7 +201,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--ignore", nargs="*", default=[], help="module names to leave alone")
     run.add_argument(
-        "--multiplicity", type=int, default=1, help="round ranks down to a multiple of this"
+        "--multiplicity", default="1", help="round ranks down to a multiple of this, or auto"
+    )
+    run.add_argument(
+        "--measure-latency", action="store_true", help="also time the model for a mac target"
     )
     run.add_argument(
         "--max-batches", type=int, default=None, help="evaluate on this many batches only"
@@ -289,7 +294,7 @@ def _run_compress(args: argparse.Namespace) -> int:
     settings = common.pop("settings").replace(
         owner="greedy-compress compress",
         ignore=args.ignore,
-        multiplicity=args.multiplicity,
+        multiplicity=int(m) if (m := args.multiplicity).isdigit() else m,
         **example,
     )
     compressed, report = compress(
@@ -298,6 +303,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         scheme=scheme_with_data(args.scheme, loader, "compress"),  # pruning samples --data
         scores_path=args.scores or out / "scores.json",
         settings=settings,
+        measure_latency=args.measure_latency,
         **common,
     )
     report.save(out / "report.json")
