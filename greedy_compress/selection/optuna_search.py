@@ -49,7 +49,12 @@ from greedy_compress.selection._optuna_study import (
 )
 from greedy_compress.selection.exact_cost import choices_cost
 from greedy_compress.selection.options import LayerOption, layer_options
-from greedy_compress.selection.selection import LayerChoice, Selection, layer_schemes
+from greedy_compress.selection.selection import (
+    LayerChoice,
+    Selection,
+    build_details,
+    layer_schemes,
+)
 from greedy_compress.selection.solvers import GreedySolver, Solver, get_solver
 
 __all__ = ["SearchResult", "optuna_search"]
@@ -108,7 +113,11 @@ class _TrialModels:
 
     def score(self, selection: Selection) -> float:
         schemes = layer_schemes(
-            selection.choices, selection.scheme, scheme=self.override, owner=_OWNER
+            selection.choices,
+            selection.scheme,
+            scheme=self.override,
+            owner=_OWNER,
+            multiplicity=int(selection.details.get("multiplicity", 1)),
         )
         if any(s.costs_interact for s in schemes.values()):
             # The scheme edits other modules too (pruning shrinks the neighbours), so
@@ -231,8 +240,7 @@ def optuna_search(
         return choices_cost(scores, choices_of(params)).get(metric)
 
     def to_selection(params: Mapping[str, str], details: dict[str, Any]) -> Selection:
-        if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
-            details = {**details, "input_shape": list(scores.fingerprint["input_shape"])}
+        details = {**details, **build_details(scores)}
         return Selection(
             scheme=scores.scheme,
             solver="optuna",
