@@ -87,6 +87,18 @@ def _load_known(
     return known, own, part_ranks, saved
 
 
+def _complete_on_disk(path: Path, plan: DictionaryPlan) -> bool:
+    """Whether ``path`` already holds every planned layer (then nothing needs writing, and a
+    read-only location is fine); a file that cannot be read counts as incomplete."""
+    if not path.is_file():
+        return False
+    try:
+        saved = EvalScores.load(path, resuming=True)
+    except GreedyCompressError:
+        return False  # refused in detail once the fingerprint is known
+    return all(name in saved.layers for name in plan.planned)
+
+
 def _check_baseline(saved: float, now: float, source: str) -> None:
     if abs(saved - now) > 1e-6 * max(1.0, abs(now)):
         raise ScoresMismatchError(
@@ -157,6 +169,8 @@ def build_eval_scores(
     workers = default_workers(model) if config.workers is None else config.workers
     shard = current_shard(config.distributed, _OWNER)
 
+    if path is not None and not _complete_on_disk(path, plan):
+        check_writable(path)  # before any evaluation: nothing computed is then lost
     # One evaluation before anything else: it proves the evaluator works, and its score and
     # data digest say whether a saved dictionary was made with the same evaluator and data.
     baseline, data = evaluate_baseline(evaluator, model)
@@ -190,7 +204,7 @@ def build_eval_scores(
     if path is not None and (
         todo or saved is None or assemble_from(plan, fingerprint, known) != saved
     ):
-        check_writable(path)  # before any evaluation: nothing computed is then lost
+        check_writable(path)  # e.g. a complete file of an older format, to upgrade
     share = WorkShare(path) if path is not None and shard.world == 1 else None
 
     def refresh() -> list[str]:
