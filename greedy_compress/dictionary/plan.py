@@ -191,7 +191,7 @@ def plan_dictionary(
     for name, layer in profile.layers.items():
         reason = scheme.unsupported_reason(layer, metric)
         if reason is None:
-            reason = scheme.rounding_reason(layer, multiplicity)
+            reason = scheme.rounding_reason(layer, multiplicity, metric)
         if reason is not None:
             skipped[name] = reason
             continue

@@ -167,15 +167,25 @@ class Scheme(ABC):
 
     # Shared arithmetic; schemes rarely need to override these -----------------------------
 
-    def rounding_reason(self, layer: LayerInfo, multiplicity: int) -> str | None:
-        """Why no candidate of ``layer`` can be rounded to a multiple of ``multiplicity``
-        (its full rank is below it: every candidate would be the uncompressed layer), or
-        None."""
+    def rounding_reason(
+        self, layer: LayerInfo, multiplicity: int, metric: CostMetric = "mac"
+    ) -> str | None:
+        """Why no candidate of ``layer`` can be rounded to a multiple of ``multiplicity`` that
+        compresses it (its full rank is below the multiple, or the smallest multiple already
+        costs as much as the layer), or None."""
+        if multiplicity <= 1:
+            return None
         top = self.max_rank(layer)
-        if multiplicity > 1 and top < multiplicity:
+        if top < multiplicity:
             return (
                 f"its largest {self.rank_unit} count {top} is below the multiplicity "
                 f"{multiplicity}: no rounded candidate compresses it"
+            )
+        smallest = self.cost(layer, multiplicity).get(metric) / layer.cost.get(metric)
+        if smallest >= 1:
+            return (
+                f"{multiplicity} {self.rank_unit}s (the smallest multiple of the multiplicity) "
+                f"keep {smallest:.0%} of its {metric} cost: no rounded candidate compresses it"
             )
         return None
 

@@ -252,6 +252,15 @@ def manual_selection(
             rank = max(1, math.floor(ratios[name] * size + 1e-9))
             rank = min(size, max(multiplicity, rank // multiplicity * multiplicity))
         new_cost = scheme.cost(info, rank).get(metric)
+        if not index_mode and new_cost > info.cost.get(metric):
+            raise bad_parameter(
+                f"values[{name!r}]",
+                owner,
+                f"a value whose rank compresses the layer ({rank} {scheme.rank_unit}s, "
+                f"multiplicity {multiplicity}, keep {new_cost / info.cost.get(metric):.0%} of "
+                f"its {metric} cost; lower the value or the multiplicity, or leave the layer out)",
+                values[name],
+            )
         kept += new_cost - info.cost.get(metric)
         # Nothing was evaluated: no predicted score.
         choices[name] = LayerChoice(new_cost / info.cost.get(metric), rank, None)
