@@ -45,28 +45,8 @@ def _example(
     return torch.zeros(tuple(int(s) for s in shape), **factory_of(model))
 
 
-def check_selection(
-    model: nn.Module,
-    selection: Selection,
-    schemes: dict[str, Scheme],
-    example: torch.Tensor,
-) -> None:
-    """Check ``selection`` fits ``model`` (architecture, layers, ranks) and prepare its
-    schemes on it; nothing is built.
-
-    Raises:
-        SelectionMismatchError: another architecture, an unknown or incompressible layer, a
-            rank outside ``[1, max rank]`` (the message names the field and the range).
-
-    Example:
-        >>> selection = select(scores, target=0.5)
-        >>> schemes = layer_schemes(selection.choices, selection.scheme, owner="example")
-        >>> check_selection(model, selection, schemes, example_input)  # fits: no error
-        >>> check_selection(DigitsCNN(width=16), selection, schemes, example_input)
-        Traceback (most recent call last):
-        ...
-        greedy_compress.errors.SelectionMismatchError: The selection was made for another model ...
-    """
+def _check_layers(model: nn.Module, selection: Selection) -> None:
+    """The checks that need no model run: the architecture and the layer names."""
     made_for = selection.details.get("model")
     if made_for is not None and made_for != architecture_hash(model):
         raise SelectionMismatchError(
@@ -80,6 +60,32 @@ def check_selection(
         raise SelectionMismatchError(
             f"The selection names layer(s) {unknown}, which this model does not have."
         )
+
+
+def check_selection(
+    model: nn.Module,
+    selection: Selection,
+    schemes: dict[str, Scheme],
+    example: torch.Tensor,
+) -> None:
+    """Check ``selection`` fits ``model`` (architecture, layers, ranks) and prepare its
+    schemes on it; nothing is built.
+
+    Raises:
+        SelectionMismatchError: another architecture, an unknown or incompressible layer, a
+            rank outside ``[1, max rank]`` (the message names the field and the range), or
+            recorded kept channels that do not match the rank.
+
+    Example:
+        >>> selection = select(scores, target=0.5)
+        >>> schemes = layer_schemes(selection.choices, selection.scheme, owner="example")
+        >>> check_selection(model, selection, schemes, example_input)  # fits: no error
+        >>> check_selection(DigitsCNN(width=16), selection, schemes, example_input)
+        Traceback (most recent call last):
+        ...
+        greedy_compress.errors.SelectionMismatchError: The selection was made for another model ...
+    """
+    _check_layers(model, selection)
     profile = profile_model(model, example)
     prepared: dict[int, ModelProfile] = {}
     for scheme in {id(s): s for s in schemes.values()}.values():
@@ -87,6 +93,7 @@ def check_selection(
             scheme.prepare(model, example_input=example, profile=profile, details=selection.details)
             or profile
         )
+    replay = selection.details.get("replay")
     for name, choice in selection.choices.items():
         scheme = schemes[name]
         info = prepared[id(scheme)].layers.get(name)
@@ -106,6 +113,13 @@ def check_selection(
             raise SelectionMismatchError(
                 f"The selection's rank for layer {name!r} must be an int in [1, {top}] "
                 f"({scheme.name}). Got {rank!r} instead."
+            )
+        recorded = replay.get(name) if isinstance(replay, dict) else None
+        kept = recorded.get("kept") if isinstance(recorded, dict) else None
+        if isinstance(kept, list) and len(kept) != rank:
+            raise SelectionMismatchError(
+                f"The selection keeps {rank} channels of layer {name!r} but records "
+                f"{len(kept)} kept channel indices: the two must agree."
             )
 
 
@@ -153,6 +167,7 @@ def apply_selection(
     )
     if finetune is not None and not callable(finetune):
         raise bad_parameter("finetune", owner, "a callable (model, name)", finetune)
+    _check_layers(model, selection)  # before asking for an example input
     example = _example(model, selection, example_input)
     check_selection(model, selection, schemes, example)
     return build_compressed(
