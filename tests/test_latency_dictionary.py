@@ -23,10 +23,9 @@ from greedy_compress import (
     select,
 )
 from greedy_compress.dictionary import latency as latency_module
-from greedy_compress.dictionary.latency_table import LatencyTable
+from greedy_compress.dictionary.plan import plan_dictionary
 from greedy_compress.dictionary.sharding import Shard
 from greedy_compress.model.latency import LatencyMeter, MacTimer
-from greedy_compress.model.profile import profile_model
 
 SHAPE = (1, 1, 8, 8)
 
@@ -137,7 +136,7 @@ def test_a_build_left_with_no_faster_candidate_says_so_before_scoring(tiny_net, 
             scheme="weight_svd",
             latency_timer=MacTimer(ns_per_module=10**9),
         )
-    assert distance_evaluator.calls == 0
+    assert distance_evaluator.calls == 1  # the baseline only (always the first evaluation)
 
 
 def test_auto_multiplicity_takes_the_ranks_the_backend_runs_fast():
@@ -320,18 +319,16 @@ def test_under_torch_distributed_every_rank_uses_rank_zeros_measurements(
 
     monkeypatch.setattr(latency_module, "all_gather_json", gather)
     config = BuildSettings(cost="latency", candidates=4, input_shape=SHAPE, latency_timer=NoClock())
-    profile = profile_model(tiny_net, torch.zeros(SHAPE))
+    planned = plan_dictionary(tiny_net, scheme="weight_svd", settings=config, owner="test")
     plan = latency_module.plan_latency(
         tiny_net,
-        get_scheme("weight_svd"),
-        profile,
-        list(measured.layers),
-        {},
-        example=torch.zeros(SHAPE),
-        config=config,
+        planned,
         scores_path=None,
         fingerprint=measured.fingerprint,
         shard=Shard(rank=1, world=2),
     )
-    assert shared == [None] and plan.table.model_ns == measured.latency.model_ns
-    assert isinstance(plan.table, LatencyTable) and list(plan.choices) == list(measured.layers)
+    assert shared == [None] and plan.latency == measured.latency
+    assert plan.planned == list(measured.layers)
+    assert {n: [(c.rank, c.cost) for c in cs] for n, cs in plan.candidates.items()} == {
+        n: [(e.rank, e.cost) for e in layer.entries] for n, layer in measured.layers.items()
+    }

@@ -2,7 +2,8 @@
 original layers and the whole model, before any layer is scored.
 
 With ``cost="latency"`` (or ``multiplicity="auto"``) :func:`plan_latency` runs after the
-layers are planned:
+layers are planned (:mod:`~greedy_compress.dictionary.plan`, ranks chosen by MACs) and the
+baseline is evaluated:
 
 1. each planned layer is factorized once; every rank its candidates may use is built and
    timed next to the original layer (the modules the scheme changes, each on the input it
@@ -19,7 +20,7 @@ layers are planned:
 4. with ``cost="latency"``, candidates measured no faster than the original layer are
    dropped before scoring (the table's ``dropped`` and notes say which); a layer left
    with none is skipped, and a build left with no layer raises
-   :class:`~greedy_compress.errors.NoCompressibleLayerError` before any evaluation.
+   :class:`~greedy_compress.errors.NoCompressibleLayerError` before any layer is scored.
 
 The measurements are saved with the dictionary (:class:`LatencyTable`), so resuming or
 reusing it times nothing again.
@@ -33,44 +34,28 @@ import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary.latency_table import LatencyTable, LayerLatency
+from greedy_compress.dictionary.plan import DictionaryPlan, rank_metric
 from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.dictionary.settings import BuildSettings
 from greedy_compress.dictionary.sharding import Shard, all_gather_json
 from greedy_compress.errors import NoCompressibleLayerError
-from greedy_compress.model.cost import CostMetric
 from greedy_compress.model.latency import LatencyMeter, Run, module_inputs
 from greedy_compress.model.profile import ModelProfile
 from greedy_compress.model.swap import swapped
 from greedy_compress.schemes import Candidate, Scheme
 
-__all__ = ["AUTO_STEPS", "AUTO_TOLERANCE", "LatencyPlan", "plan_latency", "rank_metric"]
+__all__ = ["AUTO_STEPS", "AUTO_TOLERANCE", "measure_latency", "plan_latency"]
 
 AUTO_STEPS = (4, 8, 16, 32, 64)  # multiples "auto" tries
 AUTO_REACH = 0.75  # ... no lower than this fraction of the rank asked for
 AUTO_TOLERANCE = 0.02  # a larger rank is kept when its latency per rank is within this
-
-
-def rank_metric(metric: CostMetric) -> CostMetric:
-    """The metric ranks are chosen and layers planned by: MACs stand in for latency, which
-    is measured afterwards."""
-    return "mac" if metric == "latency" else metric
-
-
-class LatencyPlan(NamedTuple):
-    """The build's plan with latencies: costs, planned and skipped layers, candidates."""
-
-    profile: ModelProfile
-    planned: list[str]
-    skipped: dict[str, str]
-    choices: dict[str, list[Candidate]]
-    table: LatencyTable
 
 
 def _auto_ranks(rank: int) -> list[int]:
@@ -175,16 +160,10 @@ def _saved_table(
     return EvalScores.load(scores_path, expect=fingerprint, resuming=True).latency
 
 
-def _candidates(
-    scheme: Scheme,
-    profile: ModelProfile,
-    planned: Sequence[str],
-    skipped: dict[str, str],
-    ratios: Sequence[float],
-    config: BuildSettings,
-    table: LatencyTable,
-) -> LatencyPlan:
-    """The planned layers' candidates priced with the measured latencies."""
+def _candidates(plan: DictionaryPlan, table: LatencyTable) -> DictionaryPlan:
+    """The plan with its candidates priced by the measured latencies (slower ones dropped
+    with ``cost="latency"``)."""
+    config, scheme, profile = plan.settings, plan.scheme, plan.profile
     layers = {}
     for name, info in profile.layers.items():
         if name in table.layers:
@@ -195,15 +174,15 @@ def _candidates(
         layers[name] = info
     model_cost = dataclasses.replace(profile.model_cost, latency_ns=table.model_ns)
     profile = dataclasses.replace(profile, layers=layers, model_cost=model_cost)
-    metric, skipped = config.cost, dict(skipped)
+    metric, skipped = config.cost, dict(plan.skipped)
     kept: list[str] = []
     choices: dict[str, list[Candidate]] = {}
     dropped: dict[str, list[int]] = {}
-    for name in planned:
+    for name in plan.planned:
         info, measured = profile.layers[name], table.layers[name]
-        base = _base_ranks(scheme, profile, name, ratios, config)
+        base = _base_ranks(scheme, profile, name, config.ratios, config)
         candidates = []
-        for ratio in ratios:
+        for ratio in config.ratios:
             rank = measured.chosen.get(ratio, base[ratio])
             cost = dataclasses.replace(scheme.cost(info, rank), latency_ns=measured.ranks[rank])
             if metric == "latency" and measured.ranks[rank] >= measured.original_ns:
@@ -222,40 +201,43 @@ def _candidates(
             )
     if not kept:
         raise NoCompressibleLayerError(
-            f"Every candidate of every layer {scheme.name} can compress ({', '.join(planned)}) "
-            "measured no faster than the original layer: try another scheme, or a larger "
-            "latency_batch_size if the layers are too small to time."
+            f"Every candidate of every layer {scheme.name} can compress "
+            f"({', '.join(plan.planned)}) measured no faster than the original layer: try "
+            "another scheme, or a larger latency_batch_size if the layers are too small to time.",
+            skipped,
         )
     table = dataclasses.replace(table, dropped={n: sorted(r) for n, r in dropped.items() if r})
-    return LatencyPlan(profile, kept, skipped, choices, table)
+    return dataclasses.replace(
+        plan, profile=profile, planned=kept, skipped=skipped, candidates=choices, latency=table
+    )
 
 
 def plan_latency(
     model: nn.Module,
-    scheme: Scheme,
-    profile: ModelProfile,
-    planned: Sequence[str],
-    skipped: dict[str, str],
+    plan: DictionaryPlan,
     *,
-    example: torch.Tensor,
-    config: BuildSettings,
     scores_path: str | os.PathLike[str] | None,
     fingerprint: dict[str, Any],
     shard: Shard,
-) -> LatencyPlan:
+) -> DictionaryPlan:
     """Measure (or read from the saved dictionary) the latencies, and price the candidates.
 
     Under torch.distributed rank 0 measures and every rank uses its table, so all ranks
     plan the same candidates.
+
+    Raises:
+        NoCompressibleLayerError: every candidate measured no faster than its original layer
+            (``cost="latency"``).
     """
+    config, scheme, planned = plan.settings, plan.scheme, plan.planned
     ratios = config.ratios
     table = _saved_table(scores_path, fingerprint) if shard.rank == 0 else None
-    if table is not None and not _covers(table, scheme, profile, planned, ratios, config):
+    if table is not None and not _covers(table, scheme, plan.profile, planned, ratios, config):
         table = None  # other layers or ranks planned (``ignore`` changed): time again
     if table is None and shard.rank == 0:
-        table = measure_latency(model, scheme, profile, planned, ratios, example, config)
+        table = measure_latency(model, scheme, plan.profile, planned, ratios, plan.example, config)
     if shard.world > 1:
         shared = all_gather_json(None if table is None else table.to_dict())[0]
         table = LatencyTable.from_dict(shared)
     assert table is not None  # measured or read on rank 0, shared with the others
-    return _candidates(scheme, profile, planned, skipped, ratios, config, table)
+    return _candidates(plan, table)
