@@ -6,9 +6,10 @@ only that layer compressed. The combined model can differ: layers interact throu
 memory traffic and the rest of the network. So the compressed model is built and timed next
 to the original, round by round (:meth:`~greedy_compress.model.latency.LatencyMeter.compare`),
 which gives the measured ratio and its spread. When the ratio exceeds the target by more
-than its spread, the solver is asked again for less: the asked target is scaled by
-``target / measured`` (what the machine delivered against what was asked), the new
-selection is built and measured, up to ``max_rounds`` times. The first selection that
+than its spread, the solver is asked again for less: the selection's predicted ratio is
+scaled by ``target / measured`` (what the machine delivered against what the dictionary
+predicted), and scaled again while the solver answers the same choices; the new selection
+is built and measured, up to ``max_rounds`` times. The first selection that
 meets the target is kept (the largest asked target, so the best predicted score); if none
 does, the one measured fastest, and the check says so. Like the exact-cost step for
 pruning, this is a correction on top of the additive solve, here with a measurement in
@@ -44,6 +45,7 @@ from greedy_compress.selection.selection import Selection, layer_schemes
 __all__ = ["LatencyCheck", "LatencyRound", "asked_target", "check_latency", "meet_latency"]
 
 DEFAULT_ROUNDS = 4
+_MAX_SOLVES = 32  # solver calls per repair round, looking for a cheaper selection
 _ASKED = "latency_asked_target"  # the selection's details key: the target the solver got
 
 
@@ -179,6 +181,34 @@ def check_latency(
     )
 
 
+def _cheaper(
+    scores: EvalScores,
+    current: Selection,
+    asked: float,
+    step: float,
+    solve: Callable[[float], Selection],
+) -> tuple[Selection | None, float]:
+    """The next selection to time: the solver asked for ``step`` (target / measured, below 1)
+    times what the current selection was predicted to keep, and again for less (solving is
+    cheap) while it answers the same choices, down to the reachable ratio."""
+    floor = reachable_ratio(scores, cost="latency") * (1 + 1e-9)
+    lower = min(asked, current.predicted_ratio) * step
+    for _ in range(_MAX_SOLVES):
+        lower = max(lower, floor)
+        if lower >= asked:
+            break
+        try:
+            found = solve(lower)
+        except TargetUnreachableError:
+            break
+        if found.choices != current.choices:
+            return found, lower
+        if lower <= floor:
+            break
+        lower *= step
+    return None, asked
+
+
 def meet_latency(
     model: nn.Module,
     scores: EvalScores,
@@ -222,10 +252,21 @@ def meet_latency(
         raise bad_parameter("selection", owner, "a selection for cost='latency'", selection)
     check_positive_int(max_rounds, "max_rounds", owner)
     target = selection.target
-    layer_schemes(selection.choices, selection.scheme, scheme=scheme, owner=owner)  # fail fast
+    multiplicity = int(selection.details.get("multiplicity", 1))  # Tucker's core ranks
+
+    def schemes_of(current: Selection) -> dict[str, Scheme]:
+        return layer_schemes(
+            current.choices,
+            current.scheme,
+            scheme=scheme,
+            owner=owner,
+            multiplicity=multiplicity,
+        )
+
+    schemes_of(selection)  # fail fast
 
     def measure(current: Selection) -> PairedLatency:
-        chosen = layer_schemes(current.choices, current.scheme, scheme=scheme, owner=owner)
+        chosen = schemes_of(current)
         built = build_compressed(
             model,
             {name: (chosen[name], c.rank) for name, c in current.choices.items()},
@@ -244,17 +285,9 @@ def meet_latency(
         tried.append(current)
         if met:
             break
-        lower = asked * target / max(measured.ratio, 1e-12)
-        floor = reachable_ratio(scores, cost="latency") * (1 + 1e-9)
-        lower = max(lower, floor)
-        if lower >= asked:
-            break  # nothing cheaper to ask for
-        try:
-            cheaper = solve(lower)
-        except TargetUnreachableError:
-            break
-        if cheaper.choices == current.choices:
-            break  # the candidates offer nothing between: measuring it again tells nothing
+        cheaper, lower = _cheaper(scores, current, asked, target / measured.ratio, solve)
+        if cheaper is None:
+            break  # nothing cheaper to ask for: measuring the same model again tells nothing
         current, asked = cheaper, lower
     index = next(
         (i for i, r in enumerate(rounds) if r.met),
