@@ -134,6 +134,33 @@ def test_when_nothing_cheaper_is_left_the_miss_is_measured_once(tiny_net, distan
     assert kept.target == target
 
 
+def test_asking_for_less_goes_on_while_the_solver_answers_the_same_choices(
+    tiny_net, distance_evaluator
+):
+    """A solver whose first answer for less is the selection already timed (candidates with
+    gaps): it is asked again for less, without timing the same model twice."""
+    timer = Interacting()
+    scores = build_eval_scores(tiny_net, distance_evaluator, **options(timer))
+    first = select(scores, target=0.6)
+    asked = []
+
+    def sticky(target):
+        asked.append(target)
+        return first if len(asked) == 1 else select(scores, target=target)
+
+    kept, check = meet_latency(
+        tiny_net,
+        scores,
+        first,
+        solve=sticky,
+        meter=LatencyMeter(timer=timer, repeats=3),
+        example=torch.zeros(SHAPE),
+    )
+    assert len(asked) >= 2 and asked[1] < asked[0] < first.predicted_ratio
+    assert len(check.rounds) >= 2 and check.rounds[1].asked_target == asked[1]
+    assert check.met and kept.choices != first.choices
+
+
 def test_an_exact_additive_prediction_needs_no_repair(tiny_net, distance_evaluator):
     timer = MacTimer()
     _, report = compress(tiny_net, distance_evaluator, target=0.6, **options(timer))
