@@ -283,3 +283,20 @@ def test_the_knapsack_solves_latency_exactly(tiny_net, distance_evaluator):
     selection = select(scores, target=0.55, solver="knapsack")
     assert predicted_score(scores, selection) - scores.baseline == pytest.approx(best)
     assert selection.predicted_ratio <= 0.55
+
+
+def test_the_command_line_passes_the_latency_options():
+    from greedy_compress.cli.parser import build_parser, common_arguments
+
+    latency = ["--cost", "latency", "--latency-batch-size", "16", "--multiplicity", "auto"]
+    args = build_parser().parse_args(
+        ["compress", "--model", "m:f", "--data", "m:g", *latency, "--measure-latency"]
+    )
+    settings = common_arguments(args)["settings"]
+    assert settings.cost == "latency" and settings.latency_batch_size == 16
+    assert args.multiplicity == "auto" and args.measure_latency
+    assert (
+        build_parser().parse_args(["compress", "--model", "m:f", "--data", "m:g"]).multiplicity == 1
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--latency-batch-size", "0"])

@@ -221,6 +221,31 @@ def test_a_saved_table_without_a_planned_layer_is_measured_again(
         )
 
 
+class Slower(MacTimer):
+    """MacTimer's name (the fingerprints match) with 10% longer times: a machine whose
+    timings moved between two builds."""
+
+    def __call__(self, module, inputs):
+        return round(1.1 * super().__call__(module, inputs))
+
+
+def test_timed_again_the_saved_scores_are_kept(tmp_path, tiny_net, distance_evaluator):
+    """Latencies are measurements, not a function of the model: when a saved file is timed
+    again (here with other figures) its scores are reused, not refused as edited."""
+    path = tmp_path / "scores.json"
+    options = {"scheme": "weight_svd", "scores_path": path}
+    first = build(
+        tiny_net, distance_evaluator, latency_timer=MacTimer(), ignore=["head"], **options
+    )
+    calls = distance_evaluator.calls
+    again = build(tiny_net, distance_evaluator, latency_timer=Slower(), **options)
+    head = {e.rank for e in again.layers["head"].entries}
+    assert distance_evaluator.calls - calls == 1 + len(head)  # the baseline and the new layer
+    for name, layer in first.layers.items():
+        assert [e.score for e in again.layers[name].entries] == [e.score for e in layer.entries]
+        assert again.layers[name].info.cost.latency_ns != layer.info.cost.latency_ns
+
+
 def test_an_interrupted_build_resumes_without_timing_again(tmp_path, tiny_net, distance_evaluator):
     path = tmp_path / "scores.json"
 
