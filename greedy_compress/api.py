@@ -23,7 +23,6 @@ from greedy_compress.dictionary import (
 )
 from greedy_compress.dictionary.plan import plan_dictionary
 from greedy_compress.dictionary.sharing import check_scores_path
-from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric
 from greedy_compress.report import CompressionReport, build_report
 from greedy_compress.schemes import Scheme, get_scheme
@@ -141,17 +140,14 @@ def compress(
 
     start = time.perf_counter()
     # Profiling and the candidates' costs are cheap: an unreachable target fails here,
-    # before the expensive dictionary (a latency target only once latency is measured: the
-    # solver says so after the build).
+    # before the expensive dictionary (a latency target once latency is measured, before
+    # any layer is scored).
     plan = plan_dictionary(model, scheme=scheme, settings=config, owner=owner)
-    reachable = 0.0 if config.cost == "latency" else plan.reachable_ratio()
-    if reachable > target:
-        raise TargetUnreachableError(
-            f"Target {target:g} is out of reach for {plan.scheme.name}: with every layer at "
-            f"its smallest candidate the model keeps {reachable:.4f} of its {config.cost} cost. "
-            f"Use a target >= {reachable:.4f}, smaller candidates, or another scheme."
-        )
-    scores = build_eval_scores(model, evaluator, scores_path=scores_path, plan=plan)
+    if config.cost != "latency":
+        plan.check_reachable(target)
+    scores = build_eval_scores(
+        model, evaluator, scores_path=scores_path, plan=plan, latency_target=target
+    )
     scheme = plan.scheme  # prepared, rounding as the dictionary does
     timings["dictionary"] = time.perf_counter() - start
 

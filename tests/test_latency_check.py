@@ -12,7 +12,9 @@ import torch
 from tiny import TinyNet
 
 from greedy_compress import (
+    EvalScores,
     InvalidParameterError,
+    TargetUnreachableError,
     build_eval_scores,
     build_report,
     compress,
@@ -159,6 +161,26 @@ def test_asking_for_less_goes_on_while_the_solver_answers_the_same_choices(
     assert len(asked) >= 2 and asked[1] < asked[0] < first.predicted_ratio
     assert len(check.rounds) >= 2 and check.rounds[1].asked_target == asked[1]
     assert check.met and kept.choices != first.choices
+
+
+def test_an_unreachable_latency_target_fails_once_measured_before_any_scoring(
+    tmp_path, tiny_net, distance_evaluator
+):
+    path = tmp_path / "scores.json"
+    reachable = reachable_ratio(
+        build_eval_scores(tiny_net, distance_evaluator, **options(MacTimer())), cost="latency"
+    )
+    calls = distance_evaluator.calls
+    with pytest.raises(TargetUnreachableError, match=f"{reachable:.4f}"):
+        compress(
+            tiny_net,
+            distance_evaluator,
+            target=reachable * 0.9,
+            scores_path=path,
+            **options(MacTimer()),
+        )
+    assert distance_evaluator.calls - calls == 1  # the baseline only
+    assert EvalScores.load(path, resuming=True).latency is not None  # the timing is kept
 
 
 def test_an_exact_additive_prediction_needs_no_repair(tiny_net, distance_evaluator):

@@ -117,6 +117,7 @@ def build_eval_scores(
     scores_path: str | os.PathLike[str] | None = None,
     settings: BuildSettings | None = None,
     plan: DictionaryPlan | None = None,
+    latency_target: float | None = None,
     **options: Unpack[BuildOptions],
 ) -> EvalScores:
     """Score ``model`` with each compressible layer compressed alone at each candidate ratio.
@@ -148,9 +149,15 @@ def build_eval_scores(
         plan: a :func:`~greedy_compress.dictionary.plan.plan_dictionary` result to use
             instead of ``scheme``, ``settings`` and ``options`` (``compress`` passes the plan
             it checked the target against).
+        latency_target: with ``cost="latency"``, a target to refuse once the candidates are
+            measured, before any layer is scored, when they cannot reach it
+            (``compress`` passes its target).
 
     Returns:
         The complete dictionary.
+
+    Raises:
+        TargetUnreachableError: ``latency_target`` below what the measured candidates reach.
 
     Example:
         >>> scores = build_eval_scores(model, evaluator, candidates=4, input_shape=(1, 1, 8, 8),
@@ -239,6 +246,8 @@ def build_eval_scores(
         and (saved is None or saved.latency != plan.latency)
     ):
         save()  # the measurements first: an interrupted build resumes without timing again
+    if latency_target is not None and config.cost == "latency":
+        plan.check_reachable(latency_target)  # measured, saved, and nothing scored yet
 
     mine: dict[str, list[int]] = {}
     for name, rank in shard.take(todo):

@@ -23,7 +23,11 @@ from greedy_compress.dictionary.fingerprint import make_fingerprint
 from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.settings import BuildSettings
-from greedy_compress.errors import NoCompressibleLayerError, ScoresMismatchError
+from greedy_compress.errors import (
+    NoCompressibleLayerError,
+    ScoresMismatchError,
+    TargetUnreachableError,
+)
 from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import ModelProfile, profile_model
@@ -122,6 +126,22 @@ class DictionaryPlan:
                 if candidate.cost.get(metric) < layer_cost.get(metric):
                     kept = kept - layer_cost + candidate.cost
         return kept.get(metric) / max(1, total.get(metric))
+
+    def check_reachable(self, target: float) -> None:
+        """Refuse a ``target`` (fraction of the plan's cost metric) that even the smallest
+        candidates cannot reach.
+
+        Raises:
+            TargetUnreachableError: the message states the smallest reachable ratio.
+        """
+        reachable = self.reachable_ratio()
+        if reachable > target:
+            raise TargetUnreachableError(
+                f"Target {target:g} is out of reach for {self.scheme.name}: with every layer "
+                f"at its smallest candidate the model keeps {reachable:.4f} of its "
+                f"{self.cost_metric} cost. Use a target >= {reachable:.4f}, smaller "
+                "candidates, or another scheme."
+            )
 
     def fingerprint(
         self, model: nn.Module, evaluator: Evaluator, data: str | None
