@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
 
+import torch
 from torch import nn
 from typing_extensions import Unpack
 
@@ -21,16 +23,19 @@ from greedy_compress.dictionary import (
 )
 from greedy_compress.dictionary.plan import plan_dictionary
 from greedy_compress.dictionary.sharing import check_scores_path
-from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric
 from greedy_compress.report import CompressionReport, build_report
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.selection import (
+    LatencyCheck,
     MaxDrop,
     Selection,
     Solver,
+    asked_target,
+    check_latency,
     check_max_drop,
     get_solver,
+    meet_latency,
     repair_selection,
 )
 
@@ -70,15 +75,20 @@ def compress(
     finetune: FinetuneCallback | None = None,
     max_drop: float | MaxDrop | None = None,
     monotone: bool = False,
+    measure_latency: bool = False,
     settings: BuildSettings | None = None,
     **options: Unpack[BuildOptions],
 ) -> tuple[nn.Module, CompressionReport]:
-    """Compress ``model`` to keep ``target`` of its MACs (or parameters) with the best score.
+    """Compress ``model`` to keep ``target`` of its MACs, parameters or latency with the best
+    score.
 
     Builds (or loads and completes) the eval-score dictionary, selects per-layer ratios,
     builds the compressed model and evaluates it once. ``model`` is not modified. The
     selection's cost lands within 1% of the target where the candidates allow; the report
-    gives the dictionary's predicted score next to the measured one.
+    gives the dictionary's predicted score next to the measured one. With
+    ``cost="latency"`` the combined model is also timed next to the original, and the
+    selection repaired while it misses the target
+    (:func:`~greedy_compress.selection.meet_latency`).
 
     Args:
         model: the trained model.
@@ -94,6 +104,8 @@ def compress(
             the selection is repaired (:func:`~greedy_compress.selection.repair_selection`,
             evaluations without fine-tuning) and the report logs each step.
         monotone: solve on monotone fits of the layers' score curves (noisy dictionaries).
+        measure_latency: also time the compressed model next to the original for a MAC or
+            memory target (always done for a latency target); the report gives the ratio.
         settings: a :class:`~greedy_compress.BuildSettings`; keyword ``options`` (its
             fields: ``cost``, ``candidates``, ``multiplicity``, ``ignore``,
             ``example_input`` or ``input_shape``, ``progress``, ``fast``, ``workers``,
@@ -116,6 +128,7 @@ def compress(
     solver = get_solver(solver, owner)
     limit = check_max_drop(max_drop, owner)
     monotone = check(monotone, BOOLEAN, "monotone", owner)
+    measure_latency = check(measure_latency, BOOLEAN, "measure_latency", owner)
     if finetune is not None and not callable(finetune):
         raise bad_parameter("finetune", owner, "None or a callable (model, layer name)", finetune)
     if not callable(evaluator):
@@ -127,22 +140,35 @@ def compress(
 
     start = time.perf_counter()
     # Profiling and the candidates' costs are cheap: an unreachable target fails here,
-    # before the expensive dictionary.
+    # before the expensive dictionary (a latency target once latency is measured, before
+    # any layer is scored).
     plan = plan_dictionary(model, scheme=scheme, settings=config, owner=owner)
-    reachable = plan.reachable_ratio()
-    if reachable > target:
-        raise TargetUnreachableError(
-            f"Target {target:g} is out of reach for {plan.scheme.name}: with every layer at "
-            f"its smallest candidate the model keeps {reachable:.4f} of its {config.cost} cost. "
-            f"Use a target >= {reachable:.4f}, smaller candidates, or another scheme."
-        )
-    scores = build_eval_scores(model, evaluator, scores_path=scores_path, plan=plan)
+    if config.cost != "latency":
+        plan.check_reachable(target)
+    scores = build_eval_scores(
+        model, evaluator, scores_path=scores_path, plan=plan, latency_target=target
+    )
     scheme = plan.scheme  # prepared, rounding as the dictionary does
     timings["dictionary"] = time.perf_counter() - start
 
     start = time.perf_counter()
     selection = solver.solve(scores, target=target, monotone=monotone)
     timings["selection"] = time.perf_counter() - start
+
+    by_latency, latency = selection.cost_metric == "latency", None
+    if by_latency:  # the combined model timed; re-solved for less while it misses
+        start = time.perf_counter()
+        selection, latency = meet_latency(
+            model,
+            scores,
+            selection,
+            solve=lambda asked: solver.solve(scores, target=asked, monotone=monotone),
+            meter=config.latency_meter,
+            example=example,
+            scheme=scheme,
+        )
+        timings["latency check"] = time.perf_counter() - start
+    timed = selection
 
     repair = None
     if limit is not None:
@@ -152,17 +178,19 @@ def compress(
         check_score = run_evaluator(
             evaluator, apply_selection(model, selection, scheme=scheme, example_input=example)
         )
+        # A latency repair asked the solver for less: the score repair keeps that budget.
         selection, repair = repair_selection(
             model,
             evaluator,
             scores,
-            selection,
+            dataclasses.replace(selection, target=asked_target(selection)),
             max_drop=limit,
             scheme=scheme,
             score=check_score,
             progress=config.progress,
             example_input=example,
         )
+        selection = dataclasses.replace(selection, target=target)
         timings["repair"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -180,6 +208,11 @@ def compress(
         final_score = run_evaluator(evaluator, compressed)
         timings["final evaluation"] = time.perf_counter() - start
 
+    if (by_latency or measure_latency) and (latency is None or selection.choices != timed.choices):
+        start = time.perf_counter()
+        latency = _timed(model, compressed, selection, latency, config, example)
+        timings["latency"] = time.perf_counter() - start
+
     report = build_report(
         model,
         compressed,
@@ -189,5 +222,28 @@ def compress(
         final_score=final_score,
         timings=timings,
         repair=repair,
+        latency=latency,
     )
     return compressed, report
+
+
+def _timed(
+    model: nn.Module,
+    compressed: nn.Module,
+    selection: Selection,
+    earlier: LatencyCheck | None,
+    config: BuildSettings,
+    example: torch.Tensor,
+) -> LatencyCheck:
+    """The final model timed next to the original (after a score repair changed it, or on
+    request for a MAC or memory target)."""
+    by_latency = selection.cost_metric == "latency"
+    return check_latency(
+        model,
+        compressed,
+        example=example,
+        meter=config.latency_meter,
+        target=selection.target if by_latency else None,
+        predicted_ratio=selection.predicted_ratio if by_latency else None,
+        rounds=None if earlier is None else earlier.rounds,
+    )

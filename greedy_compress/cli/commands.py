@@ -78,6 +78,7 @@ def run_compress(args: argparse.Namespace) -> int:
         scheme=scheme_with_data(args.scheme, loader, "compress"),  # pruning samples --data
         scores_path=args.scores or out / "scores.json",
         settings=settings,
+        measure_latency=args.measure_latency,
         **common,
     )
     report.save(out / "report.json")

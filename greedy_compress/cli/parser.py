@@ -60,6 +60,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _multiplicity(text: str) -> int | str:
+    return text if text == "auto" else _positive_int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line like every other error."""
 
@@ -119,6 +123,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--monotone", action="store_true", help="solve on monotone fits of the score curves"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--latency-batch-size", type=_positive_int, help="batch size to time latency at"
+    )
 
 
 def common_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,6 +142,7 @@ def common_arguments(args: argparse.Namespace) -> dict[str, Any]:
         cost=args.cost,
         candidates=args.candidates,
         progress=not args.no_progress,
+        latency_batch_size=args.latency_batch_size,
     )
     return {
         "target": args.target,
@@ -179,7 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--ignore", nargs="*", default=[], help="module names to leave alone")
     run.add_argument(
-        "--multiplicity", type=int, default=1, help="round ranks down to a multiple of this"
+        "--multiplicity",
+        type=_multiplicity,
+        default=1,
+        help="round ranks down to a multiple of this, or auto (measured fast ranks)",
+    )
+    run.add_argument(
+        "--measure-latency", action="store_true", help="also time the model for a mac target"
     )
     run.add_argument(
         "--max-batches", type=_positive_int, default=None, help="evaluate on this many batches only"

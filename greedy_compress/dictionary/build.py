@@ -26,6 +26,7 @@ from greedy_compress._util.constraints import bad_parameter
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary.evaluator import Evaluator
 from greedy_compress.dictionary.identity import evaluate_baseline
+from greedy_compress.dictionary.latency import plan_latency
 from greedy_compress.dictionary.plan import DictionaryPlan, plan_dictionary
 from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.dictionary.scoring import LayerScorer, next_pass
@@ -116,6 +117,7 @@ def build_eval_scores(
     scores_path: str | os.PathLike[str] | None = None,
     settings: BuildSettings | None = None,
     plan: DictionaryPlan | None = None,
+    latency_target: float | None = None,
     **options: Unpack[BuildOptions],
 ) -> EvalScores:
     """Score ``model`` with each compressible layer compressed alone at each candidate ratio.
@@ -147,9 +149,15 @@ def build_eval_scores(
         plan: a :func:`~greedy_compress.dictionary.plan.plan_dictionary` result to use
             instead of ``scheme``, ``settings`` and ``options`` (``compress`` passes the plan
             it checked the target against).
+        latency_target: with ``cost="latency"``, a target to refuse once the candidates are
+            measured, before any layer is scored, when they cannot reach it
+            (``compress`` passes its target).
 
     Returns:
         The complete dictionary.
+
+    Raises:
+        TargetUnreachableError: ``latency_target`` below what the measured candidates reach.
 
     Example:
         >>> scores = build_eval_scores(model, evaluator, candidates=4, input_shape=(1, 1, 8, 8),
@@ -189,6 +197,8 @@ def build_eval_scores(
             RuntimeWarning,
             stacklevel=2,
         )
+    if config.measures_latency:  # timed before any scoring, saved with the first save
+        plan = plan_latency(model, plan, scores_path=path, fingerprint=fingerprint, shard=shard)
     known, own, part_ranks, saved = _load_known(path, fingerprint, shard, plan, baseline)
     if known.baseline is None:
         known.baseline = baseline
@@ -229,6 +239,15 @@ def build_eval_scores(
             if share is not None and path.exists():
                 refresh()
             assemble_from(plan, fingerprint, known).save(path)
+
+    if (
+        plan.latency is not None
+        and shard.world == 1
+        and (saved is None or saved.latency != plan.latency)
+    ):
+        save()  # the measurements first: an interrupted build resumes without timing again
+    if latency_target is not None and config.cost == "latency":
+        plan.check_reachable(latency_target)  # measured, saved, and nothing scored yet
 
     mine: dict[str, list[int]] = {}
     for name, rank in shard.take(todo):

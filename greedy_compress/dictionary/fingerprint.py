@@ -21,7 +21,7 @@ def make_fingerprint(
     *,
     scheme: str,
     metric: str,
-    multiplicity: int,
+    multiplicity: int | str,
     candidates: Sequence[float],
     evaluator: Callable[..., Any],
     input_shape: Sequence[int],

@@ -5,6 +5,12 @@ every solver then picks a scheme *and* a rank per layer, and :func:`apply_select
 each layer with its own scheme. The combined dictionary is an ordinary :class:`EvalScores`
 whose scheme is ``"mixed"`` and whose entries each name their scheme, so it saves, loads and
 solves like any other.
+
+Latency dictionaries combine too. Each build timed the original layers and the model anew,
+so each layer keeps the measurement of the first dictionary that has it (rescaled by the
+two builds' model latencies when that is not the first dictionary), and every candidate's
+latency is moved onto it: a candidate was measured as a ratio to its original layer, timed
+next to it, and that ratio is kept.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.dictionary.scores import EvalScores, LayerScores
 from greedy_compress.errors import ScoresMismatchError
+from greedy_compress.model.cost import Cost
 
 __all__ = ["MIXED_SCHEME", "combine_scores"]
 
@@ -38,6 +45,27 @@ def _merge_order(orders: Sequence[Sequence[str]]) -> list[str]:
                 merged.insert(previous + 1, name)
                 previous += 1
     return merged
+
+
+def _analytic(cost: Cost) -> Cost:
+    return dataclasses.replace(cost, latency_ns=None)  # each build measures latency anew
+
+
+def _rescaled(cost: Cost, own_original: Cost, original_ns: int | None) -> Cost:
+    """``cost`` with its latency relative to ``own_original`` moved onto ``original_ns``."""
+    if cost.latency_ns is None or original_ns is None or not own_original.latency_ns:
+        return cost
+    return dataclasses.replace(
+        cost, latency_ns=round(cost.latency_ns * original_ns / own_original.latency_ns)
+    )
+
+
+def _scaled(cost: Cost, own: EvalScores, first: EvalScores) -> Cost:
+    """``cost`` of ``own``'s build in the first build's time scale (model latency ratio)."""
+    mine, theirs = own.model_cost.latency_ns, first.model_cost.latency_ns
+    if cost.latency_ns is None or not mine or theirs is None:
+        return cost
+    return dataclasses.replace(cost, latency_ns=round(cost.latency_ns * theirs / mine))
 
 
 def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 1e-6) -> EvalScores:
@@ -100,7 +128,7 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
             if key not in _PER_SCHEME_FIELDS
             and first.fingerprint.get(key) != other.fingerprint.get(key)
         ]
-        if other.model_cost != first.model_cost:
+        if _analytic(other.model_cost) != _analytic(first.model_cost):
             differing.append(f"model cost ({first.model_cost} vs {other.model_cost})")
         if abs(other.baseline - first.baseline) > baseline_tolerance:
             differing.append(f"baseline score ({first.baseline!r} vs {other.baseline!r})")
@@ -115,11 +143,18 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
     layers: dict[str, LayerScores] = {}
     for name in planned:
         having = [s for s in scores if name in s.layers]
+        info = having[0].layers[name].info
+        info = dataclasses.replace(info, cost=_scaled(info.cost, having[0], first))
+        original = info.cost.latency_ns
         entries = [
-            dataclasses.replace(e, scheme=s.scheme) for s in having for e in s.layers[name].entries
+            dataclasses.replace(
+                e, scheme=s.scheme, cost=_rescaled(e.cost, s.layers[name].info.cost, original)
+            )
+            for s in having
+            for e in s.layers[name].entries
         ]
         entries.sort(key=lambda e: (e.kept_ratio, str(e.scheme)))
-        layers[name] = LayerScores(info=having[0].layers[name].info, entries=tuple(entries))
+        layers[name] = LayerScores(info=info, entries=tuple(entries))
     # A layer is skipped only when no scheme could compress it.
     skipped_names = _merge_order([list(s.skipped) for s in scores])
     skipped = {

@@ -8,6 +8,7 @@ example input even fits the model. :func:`plan_dictionary` does only that, so
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,17 +20,32 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.dictionary.evaluator import Evaluator
 from greedy_compress.dictionary.fingerprint import make_fingerprint
+from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.settings import BuildSettings
-from greedy_compress.errors import NoCompressibleLayerError, ScoresMismatchError
+from greedy_compress.errors import (
+    NoCompressibleLayerError,
+    ScoresMismatchError,
+    TargetUnreachableError,
+)
 from greedy_compress.graph import ChannelCosts
-from greedy_compress.model.cost import CostMetric
+from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import ModelProfile, profile_model
 from greedy_compress.schemes import Candidate, Scheme, get_scheme
 
-__all__ = ["DictionaryPlan", "plan_dictionary"]
+__all__ = ["DictionaryPlan", "plan_dictionary", "rank_metric"]
 
 _NAMES_SHOWN = 3
+
+
+def rank_metric(metric: CostMetric) -> CostMetric:
+    """The metric ranks are chosen and layers planned by: MACs stand in for latency, which
+    is measured afterwards (:mod:`~greedy_compress.dictionary.latency`)."""
+    return "mac" if metric == "latency" else metric
+
+
+def _analytic(cost: Cost) -> Cost:
+    return dataclasses.replace(cost, latency_ns=None)
 
 
 def _no_layer_error(scheme: Scheme, skipped: Mapping[str, str]) -> NoCompressibleLayerError:
@@ -64,6 +80,9 @@ class DictionaryPlan:
         skipped: layers left out, with the reason.
         candidates: per planned layer, its candidate at every asked ratio.
         exact_costs: how a selection is priced when the layers' costs interact.
+        latency: the latency measurements (:func:`~greedy_compress.dictionary.latency.
+            plan_latency` sets them and the candidates' ``latency_ns``); None before, and
+            for builds that measure no latency.
     """
 
     scheme: Scheme
@@ -74,6 +93,7 @@ class DictionaryPlan:
     skipped: dict[str, str]
     candidates: dict[str, list[Candidate]]
     exact_costs: ChannelCosts | None
+    latency: LatencyTable | None = None
 
     @property
     def cost_metric(self) -> CostMetric:
@@ -82,7 +102,8 @@ class DictionaryPlan:
 
     def reachable_ratio(self, cost: CostMetric | None = None) -> float:
         """The smallest fraction of the model's cost any selection of these candidates
-        keeps: every planned layer at its cheapest candidate, priced exactly.
+        keeps: every planned layer at its cheapest candidate, priced exactly (latency,
+        once measured, additively).
 
         Example:
             >>> plan = plan_dictionary(model, scheme="spatial_svd", settings=BuildSettings(
@@ -96,7 +117,7 @@ class DictionaryPlan:
             for name, options in self.candidates.items()
         }
         total = self.profile.model_cost
-        if self.exact_costs is not None:
+        if self.exact_costs is not None and metric != "latency":
             kept = self.exact_costs.cost(total, {n: c.rank for n, c in cheapest.items()})
         else:
             kept = total
@@ -105,6 +126,22 @@ class DictionaryPlan:
                 if candidate.cost.get(metric) < layer_cost.get(metric):
                     kept = kept - layer_cost + candidate.cost
         return kept.get(metric) / max(1, total.get(metric))
+
+    def check_reachable(self, target: float) -> None:
+        """Refuse a ``target`` (fraction of the plan's cost metric) that even the smallest
+        candidates cannot reach.
+
+        Raises:
+            TargetUnreachableError: the message states the smallest reachable ratio.
+        """
+        reachable = self.reachable_ratio()
+        if reachable > target:
+            raise TargetUnreachableError(
+                f"Target {target:g} is out of reach for {self.scheme.name}: with every layer "
+                f"at its smallest candidate the model keeps {reachable:.4f} of its "
+                f"{self.cost_metric} cost. Use a target >= {reachable:.4f}, smaller "
+                "candidates, or another scheme."
+            )
 
     def fingerprint(
         self, model: nn.Module, evaluator: Evaluator, data: str | None
@@ -123,6 +160,8 @@ class DictionaryPlan:
         )
         if self.scheme.settings():  # e.g. a pruning scheme's data and sample count
             found["scheme_settings"] = self.scheme.settings()
+        if self.settings.measures_latency:  # device, threads, batch size, torch, timer
+            found["latency"] = self.settings.latency_meter.describe(self.example)
         return found
 
     def assemble(
@@ -147,19 +186,28 @@ class DictionaryPlan:
             layers=layers,
             skipped=self.skipped,
             exact_costs=self.exact_costs,
+            latency=self.latency,
         )
 
     def check_saved(self, saved: EvalScores, source: str) -> None:
         """Refuse a saved dictionary whose layers, ranks or costs are not what this model
         and scheme give (an edited file, or a change this fingerprint does not see)."""
         for name, layer in saved.layers.items():
-            if name not in self.candidates:
+            dropped = self.latency is not None and name in self.skipped  # all slower now
+            if name not in self.candidates and not dropped:
                 raise ScoresMismatchError(
                     f"{source} scores layer {name!r}, which this model and scheme do not plan."
                 )
-            expected = [(c.rank, c.cost) for c in self.candidates[name]]
+            info = self.profile.layers[name]
+            expected = [(c.rank, c.cost) for c in self.candidates.get(name, [])]
             found = [(e.rank, e.cost) for e in layer.entries]
-            if found != expected or layer.info.cost != self.profile.layers[name].cost:
+            if self.latency is not None:
+                # Latencies are measurements (timed again when the saved ones do not cover
+                # the plan, so candidates may be dropped differently): each saved rank's
+                # MACs and parameters must be what the scheme gives.
+                found = [(e.rank, _analytic(e.cost)) for e in layer.entries]
+                expected = [(r, _analytic(self.scheme.cost(info, r))) for r, _ in found]
+            if found != expected or _analytic(layer.info.cost) != _analytic(info.cost):
                 raise ScoresMismatchError(
                     f"{source} gives layer {name!r} ranks and costs {found} (layer cost "
                     f"{layer.info.cost}); this model and scheme give {expected} (layer cost "
@@ -180,7 +228,8 @@ def plan_dictionary(
     """
     if not isinstance(settings, BuildSettings):
         raise bad_parameter("settings", owner, "a BuildSettings", settings)
-    metric, multiplicity = settings.cost, settings.multiplicity
+    # Latency is measured once the layers are planned: ranks are chosen by MACs until then.
+    metric, multiplicity = rank_metric(settings.cost), settings.rank_multiplicity
     scheme = get_scheme(scheme, owner).with_multiplicity(multiplicity)
     scheme.check_ready()
     example = settings.example_for(model, owner)

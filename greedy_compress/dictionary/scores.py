@@ -21,6 +21,7 @@ from greedy_compress._util.io import (
     read_json,
 )
 from greedy_compress._version import __version__
+from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
@@ -120,6 +121,8 @@ class EvalScores:
         skipped: layers the scheme cannot compress, with the reason.
         exact_costs: how a whole selection is priced when the layers' costs interact
             (pruning: :class:`~greedy_compress.graph.ChannelCosts`); None when they add up.
+        latency: what a latency build measured (:class:`LatencyTable`; costs then carry
+            ``latency_ns``); None when no latency was measured.
 
     Example:
         >>> import tempfile, pathlib
@@ -138,6 +141,7 @@ class EvalScores:
     layers: dict[str, LayerScores] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     exact_costs: ChannelCosts | None = None
+    latency: LatencyTable | None = None
 
     @property
     def scheme(self) -> str:
@@ -146,7 +150,7 @@ class EvalScores:
 
     @property
     def cost_metric(self) -> CostMetric:
-        """The cost metric ranks were chosen for (``"mac"`` or ``"memory"``)."""
+        """The cost metric ranks were chosen for (``"mac"``, ``"memory"`` or ``"latency"``)."""
         metric: CostMetric = self.fingerprint["cost"]
         return metric
 
@@ -204,6 +208,14 @@ class EvalScores:
                 )
         for name, reason in self.skipped.items():
             lines.append(f"skipped {name}: {reason}")
+        if self.latency is not None:
+            settings = fp.get("latency", {})
+            lines.append(
+                f"latency measured at batch {settings.get('batch_size')}, "
+                f"threads {settings.get('threads')}, {settings.get('device')}: model "
+                f"{self.latency.model_ns:,} ns"
+            )
+            lines += self.latency.notes()
         return "\n".join(lines)
 
     def with_layer(self, name: str, layer: LayerScores) -> EvalScores:
@@ -226,6 +238,7 @@ class EvalScores:
             "layers": {name: layer.to_dict() for name, layer in self.layers.items()},
             "skipped": dict(self.skipped),
             "exact_costs": None if self.exact_costs is None else self.exact_costs.to_dict(),
+            **({} if self.latency is None else {"latency": self.latency.to_dict()}),
         }
         return {**data, "checksum": _checksum(data)}
 
@@ -278,6 +291,9 @@ class EvalScores:
                 exact_costs=None
                 if data.get("exact_costs") is None
                 else ChannelCosts.from_dict(data["exact_costs"]),
+                latency=None
+                if data.get("latency") is None
+                else LatencyTable.from_dict(data["latency"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ScoresFormatError(f"{source} is malformed: {error!r}") from error

@@ -19,7 +19,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from greedy_compress._util.constraints import (
 )
 from greedy_compress.dictionary.candidates import DEFAULT_NUM_CANDIDATES, make_candidates
 from greedy_compress.model.cost import COST_METRICS, CostMetric
+from greedy_compress.model.latency import DEFAULT_REPEATS, LatencyMeter, LatencyTimer, WallClock
 from greedy_compress.model.profile import make_example_input
 
 __all__ = ["BuildOptions", "BuildSettings"]
@@ -112,6 +113,34 @@ class _Tensor(Constraint):
         return [[1.0, 2.0], "x"]
 
 
+@dataclass(frozen=True)
+class _Multiplicity(Constraint):
+    """An int in [1, 65536] (far above any layer's rank: larger values are typos), or
+    ``"auto"``."""
+
+    description = "an int in [1, 65536] or 'auto'"
+    _count = Interval(int, 1, 1 << 16)
+
+    def accept(self, value: Any) -> Any:
+        return value if value == "auto" and isinstance(value, str) else self._count.accept(value)
+
+    def invalid(self) -> list[Any]:
+        return [*self._count.invalid(), "fast"]
+
+
+@dataclass(frozen=True)
+class _Timer(Constraint):
+    description = "None or a LatencyTimer (greedy_compress.model.latency)"
+
+    def accept(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, LatencyTimer):
+            raise TypeError(value)
+        return value
+
+    def invalid(self) -> list[Any]:
+        return ["wall_clock", 3]
+
+
 _RULE = "constraint"  # the dataclass field metadata key holding each setting's constraint
 
 
@@ -120,9 +149,11 @@ class BuildSettings:
     """How a dictionary is built: what it costs, which candidates, which layers, how fast.
 
     Attributes:
-        cost: ``"mac"`` or ``"memory"`` (parameter count); a ratio is the fraction kept.
+        cost: ``"mac"``, ``"memory"`` (parameter count) or ``"latency"`` (measured on this
+            machine, see ``docs/latency.md``); a ratio is the fraction kept.
         candidates: number of evenly spaced ratios (default 10) or an explicit list.
-        multiplicity: ranks (and channel counts) are rounded down to a multiple of this.
+        multiplicity: ranks (and channel counts) are rounded down to a multiple of this;
+            ``"auto"``: to the nearby count the backend runs fastest, measured.
         ignore: names of modules (and their children) never to compress.
         example_input: a tensor the model accepts; or give ``input_shape``.
         input_shape: shape of a zero input made like the model (dtype, device), batch
@@ -134,14 +165,19 @@ class BuildSettings:
             per torch thread on CPU (at most 4), 1 on a GPU.
         distributed: None: shard over a torch.distributed group of several ranks when one
             is initialized; True: require one; False: do all the work in this process.
+        latency_batch_size: the batch size latency is measured at (None: the example
+            input's); the example's rows are repeated to fill it.
+        latency_threads: torch threads while latency is measured (None: as set now).
+        latency_repeats: timed rounds per latency measurement (medians over them).
+        latency_timer: the clock (None: :class:`~greedy_compress.model.latency.WallClock`;
+            tests pass a deterministic one).
     """
 
     cost: CostMetric = field(default="mac", metadata={_RULE: Options(COST_METRICS)})
     candidates: int | tuple[float, ...] | None = field(
         default=None, metadata={_RULE: _CandidateGrid()}
     )
-    # far above any layer's rank: larger values are typos
-    multiplicity: int = field(default=1, metadata={_RULE: Interval(int, 1, 1 << 16)})
+    multiplicity: int | Literal["auto"] = field(default=1, metadata={_RULE: _Multiplicity()})
     ignore: tuple[str, ...] = field(default=(), metadata={_RULE: _Names()})
     example_input: torch.Tensor | None = field(default=None, metadata={_RULE: _Tensor()})
     input_shape: tuple[int, ...] | None = field(default=None, metadata={_RULE: _Shape()})
@@ -149,6 +185,12 @@ class BuildSettings:
     fast: bool = field(default=True, metadata={_RULE: BOOLEAN})
     workers: int | None = field(default=None, metadata={_RULE: NoneOr(POSITIVE_INT)})
     distributed: bool | None = field(default=None, metadata={_RULE: NoneOr(BOOLEAN)})
+    latency_batch_size: int | None = field(default=None, metadata={_RULE: NoneOr(POSITIVE_INT)})
+    latency_threads: int | None = field(default=None, metadata={_RULE: NoneOr(POSITIVE_INT)})
+    latency_repeats: int = field(
+        default=DEFAULT_REPEATS, metadata={_RULE: Interval(int, 1, 100_000)}
+    )
+    latency_timer: LatencyTimer | None = field(default=None, metadata={_RULE: _Timer()})
 
     def __post_init__(self) -> None:
         for name, value in _checked(self._values(), "BuildSettings").items():
@@ -191,6 +233,26 @@ class BuildSettings:
         grid = DEFAULT_NUM_CANDIDATES if self.candidates is None else self.candidates
         return make_candidates(grid, "BuildSettings")
 
+    @property
+    def measures_latency(self) -> bool:
+        """Whether a build measures latencies (``cost="latency"`` or ``multiplicity="auto"``)."""
+        return self.cost == "latency" or self.multiplicity == "auto"
+
+    @property
+    def rank_multiplicity(self) -> int:
+        """The multiple ranks are rounded down to before any measurement (1 for "auto")."""
+        return 1 if self.multiplicity == "auto" else self.multiplicity
+
+    @property
+    def latency_meter(self) -> LatencyMeter:
+        """How latencies are measured with these settings."""
+        return LatencyMeter(
+            timer=self.latency_timer or WallClock(),
+            repeats=self.latency_repeats,
+            threads=self.latency_threads,
+            batch_size=self.latency_batch_size,
+        )
+
     def example_for(self, model: nn.Module, owner: str) -> torch.Tensor:
         """The example input: ``example_input``, or zeros of ``input_shape`` made like
         ``model``'s parameters (dtype and device).
@@ -211,7 +273,7 @@ class BuildOptions(TypedDict, total=False):
 
     cost: CostMetric
     candidates: int | Sequence[float] | None
-    multiplicity: int
+    multiplicity: int | Literal["auto"]
     ignore: Sequence[str]
     example_input: torch.Tensor | None
     input_shape: Sequence[int] | None
@@ -219,3 +281,7 @@ class BuildOptions(TypedDict, total=False):
     fast: bool
     workers: int | None
     distributed: bool | None
+    latency_batch_size: int | None
+    latency_threads: int | None
+    latency_repeats: int
+    latency_timer: LatencyTimer | None

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from greedy_compress._util.constraints import bad_parameter
 from greedy_compress._util.io import atomic_write_json
 from greedy_compress.dictionary import EvalScores
 from greedy_compress.errors import ScoresMismatchError
 from greedy_compress.model.cost import Cost, CostMetric, measure_cost
-from greedy_compress.selection import RepairResult, Selection, predicted_score
+from greedy_compress.selection import LatencyCheck, RepairResult, Selection, predicted_score
 
 __all__ = ["CompressionReport", "LayerReport", "build_report", "layer_rows"]
 
@@ -112,6 +113,10 @@ class CompressionReport:
     ``predicted_score`` is the dictionary's prediction for the combined model (single-layer
     losses added up), to compare with the measured ``final_score``; ``repair`` is set when
     ``max_drop`` was given (:func:`greedy_compress.selection.repair.repair_selection`).
+    ``latency`` is the compressed model's latency measured next to the original's (paired,
+    with its spread, and any latency repair rounds): always for a latency target, where it
+    is also the ``achieved_ratio``, and on request for the others; ``latency_notes`` name
+    the candidates a latency dictionary dropped as slower than the original layer.
     """
 
     scheme: str
@@ -130,12 +135,15 @@ class CompressionReport:
     selection: Selection | None = None
     predicted_score: float | None = None
     repair: RepairResult | None = None
+    latency: LatencyCheck | None = None
+    latency_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
         data = asdict(self)
         data["selection"] = None if self.selection is None else self.selection.to_dict()
         data["repair"] = None if self.repair is None else self.repair.to_dict()
+        data["latency"] = None if self.latency is None else self.latency.to_dict()
         return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -180,6 +188,9 @@ class CompressionReport:
                 f"non-monotone   {', '.join(details['non_monotone'])} (score rises as the "
                 f"layer is compressed more; {fitted})"
             )
+        if self.latency is not None:
+            lines.append(self.latency.to_text())
+        lines += [f"dropped        {note}" for note in self.latency_notes]
         if self.repair is not None:
             lines.append(self.repair.to_text())
         if self.skipped:
@@ -205,8 +216,15 @@ def build_report(
     final_score: float,
     timings: Mapping[str, float] | None = None,
     repair: RepairResult | None = None,
+    latency: LatencyCheck | None = None,
 ) -> CompressionReport:
     """Measure both models on ``example_input`` and describe what changed per layer.
+
+    A latency selection's report needs ``latency`` (:func:`~greedy_compress.selection.
+    check_latency` of the two models): its measured ratio is the achieved ratio.
+
+    Raises:
+        InvalidParameterError: a latency selection without ``latency``.
 
     Example:
         >>> selection = select(scores, target=0.5)
@@ -216,13 +234,24 @@ def build_report(
         >>> abs(report.achieved_ratio - report.predicted_ratio) < 1e-9
         True
     """
+    metric = selection.cost_metric
+    if metric == "latency" and latency is None:
+        raise bad_parameter(
+            "latency", "build_report", "the measured LatencyCheck of a latency selection", latency
+        )
     before, after = measure_cost(model, example_input), measure_cost(compressed, example_input)
+    if latency is not None:
+        before = replace(before, latency_ns=latency.measured.reference_ns)
+        after = replace(after, latency_ns=latency.measured.ns)
+    achieved = (
+        latency.ratio if metric == "latency" and latency else after.get(metric) / before.get(metric)
+    )
     return CompressionReport(
         scheme=selection.scheme,
         solver=selection.solver,
-        cost_metric=selection.cost_metric,
+        cost_metric=metric,
         target=selection.target,
-        achieved_ratio=after.get(selection.cost_metric) / before.get(selection.cost_metric),
+        achieved_ratio=achieved,
         predicted_ratio=selection.predicted_ratio,
         model_before=before,
         model_after=after,
@@ -234,4 +263,6 @@ def build_report(
         selection=selection,
         predicted_score=predicted_score(scores, selection),
         repair=repair,
+        latency=latency,
+        latency_notes=[] if scores.latency is None else scores.latency.notes(),
     )

@@ -17,6 +17,13 @@ from greedy_compress.selection.exact_cost import (
     reachable_ratio,
     selection_ratio,
 )
+from greedy_compress.selection.latency_check import (
+    LatencyCheck,
+    LatencyRound,
+    asked_target,
+    check_latency,
+    meet_latency,
+)
 from greedy_compress.selection.manual import (
     AvailableLayer,
     AvailableLayers,
@@ -47,6 +54,8 @@ __all__ = [
     "AvailableLayers",
     "GreedySolver",
     "KnapsackSolver",
+    "LatencyCheck",
+    "LatencyRound",
     "LayerChoice",
     "LayerOption",
     "MaxDrop",
@@ -54,8 +63,10 @@ __all__ = [
     "RepairStep",
     "Selection",
     "Solver",
+    "asked_target",
     "available_layers",
     "available_solvers",
+    "check_latency",
     "check_max_drop",
     "choices_cost",
     "fill_budget",
@@ -66,6 +77,7 @@ __all__ = [
     "manual_selection",
     "meet_budget",
     "meet_exact_cost",
+    "meet_latency",
     "non_monotone",
     "predicted_score",
     "reachable_ratio",

@@ -10,6 +10,10 @@ the bisection left of the budget one layer upgrade at a time, priced exactly (th
 predicted score gain per unit of exact cost first). Every solver runs it
 (``Solver.solve``), so ``select()``, ``compress()``, the plots and the solver comparison
 give the same, exact answer.
+
+Measured latencies have no such exact model (layers interact through caches and memory
+too): a selection's latency is priced additively here, also for pruning, and the combined
+model is measured end to end instead (:mod:`~greedy_compress.selection.latency_check`).
 """
 
 from __future__ import annotations
@@ -43,9 +47,15 @@ def choices_cost(scores: EvalScores, choices: Mapping[str, LayerChoice]) -> Cost
         raise ScoresMismatchError(
             f"The selection names layers the dictionary does not have: {unknown}."
         )
-    if scores.exact_costs is not None:
-        ranks = {name: choice.rank for name, choice in choices.items()}
-        return scores.exact_costs.cost(scores.model_cost, ranks)
+    additive = _additive_cost(scores, choices)
+    if scores.exact_costs is None:
+        return additive
+    ranks = {name: choice.rank for name, choice in choices.items()}
+    exact = scores.exact_costs.cost(scores.model_cost, ranks)
+    return dataclasses.replace(exact, latency_ns=additive.latency_ns)  # latency: additive
+
+
+def _additive_cost(scores: EvalScores, choices: Mapping[str, LayerChoice]) -> Cost:
     total = scores.model_cost
     for name, choice in choices.items():
         layer = scores.layers[name]
@@ -109,8 +119,8 @@ def meet_exact_cost(
         TargetUnreachableError: no asked target gives a selection within ``target``.
     """
     first = solve(target)
-    if scores.exact_costs is None:
-        return first
+    if scores.exact_costs is None or first.cost_metric == "latency":
+        return first  # latency is priced additively; the combined model is measured
     best, best_ratio, asked = first, selection_ratio(scores, first), target
     low, high = 0.0, target
     for _ in range(steps if best_ratio > target else 0):

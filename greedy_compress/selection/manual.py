@@ -111,7 +111,7 @@ def available_layers(
     """
     owner = "available_layers"
     scheme = get_scheme(scheme, owner)
-    metric = check_metric(cost, owner)
+    metric = check_metric(cost, owner, analytic=True)
     example = make_example_input(example_input, input_shape, owner, like=model)
     if scheme.manual_values == "indices":
         scheme = type(scheme)()  # a fresh one: list every layer, whatever indices are set
@@ -201,7 +201,7 @@ def manual_selection(
     """
     owner = "manual_selection"
     scheme = get_scheme(scheme, owner)
-    metric = check_metric(cost, owner)
+    metric = check_metric(cost, owner, analytic=True)
     ratio_of = check_choice(ratio_of, _RATIO_OF, "ratio_of", owner)
     multiplicity = check_positive_int(multiplicity, "multiplicity", owner)
     example = make_example_input(example_input, input_shape, owner, like=model)

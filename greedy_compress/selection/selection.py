@@ -208,8 +208,9 @@ def build_details(scores: EvalScores) -> dict[str, Any]:
         found["model"] = scores.fingerprint["architecture"]
     if "input_shape" in scores.fingerprint:
         found["input_shape"] = list(scores.fingerprint["input_shape"])
-    if int(scores.fingerprint.get("multiplicity", 1)) != 1:
-        found["multiplicity"] = int(scores.fingerprint["multiplicity"])
+    multiplicity = scores.fingerprint.get("multiplicity", 1)
+    if multiplicity != "auto" and int(multiplicity) != 1:  # "auto": measured ranks, no rounding
+        found["multiplicity"] = int(multiplicity)
     return found
 
 

@@ -149,7 +149,7 @@ class SlampRecommendation:
         """
         owner = "SlampRecommendation.to_selection"
         scheme = get_scheme(scheme, owner)
-        metric = check_metric(cost, owner)
+        metric = check_metric(cost, owner, analytic=True)
         example = make_example_input(example_input, input_shape, owner, like=model)
         scheme.check_ready()
         profile = profile_model(model, example)

@@ -231,7 +231,7 @@ def recommend_vbmf(
             "one of " + ", ".join(repr(n) for n in sorted(UNFOLDINGS)),
             scheme.name,
         )
-    metric = check_metric(cost, _OWNER)
+    metric = check_metric(cost, _OWNER, analytic=True)
     example = make_example_input(example_input, input_shape, _OWNER, like=model)
     profile = profile_model(model, example, ignore=ignore)
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from greedy_compress._util.constraints import BOOLEAN, check, check_open_unit
 from greedy_compress.dictionary import EvalScores
-from greedy_compress.errors import ScoresFormatError, TargetUnreachableError
+from greedy_compress.errors import ScoresFormatError, ScoresMismatchError, TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.selection.budget import meet_budget
 from greedy_compress.selection.exact_cost import meet_exact_cost
@@ -62,6 +62,7 @@ class Solver(ABC):
         Raises:
             InvalidParameterError: ``target`` not in (0, 1), or an unknown metric.
             ScoresFormatError: the dictionary is incomplete.
+            ScoresMismatchError: ``cost="latency"`` for a dictionary without latencies.
             TargetUnreachableError: even the cheapest candidates keep more than ``target``;
                 the message states the smallest reachable ratio.
 
@@ -74,6 +75,11 @@ class Solver(ABC):
         target = check_open_unit(target, "target", owner)
         metric = scores.cost_metric if cost is None else check_metric(cost, owner)
         monotone = check(monotone, BOOLEAN, "monotone", owner)
+        if metric == "latency" and scores.model_cost.latency_ns is None:
+            raise ScoresMismatchError(
+                f"The dictionary ({scores.scheme}, cost {scores.cost_metric!r}) has no measured "
+                "latencies; build it with cost='latency' to select by latency."
+            )
         if not scores.is_complete:
             raise ScoresFormatError(
                 f"The dictionary is incomplete (missing {', '.join(scores.missing)}); "
