@@ -84,6 +84,9 @@ class Solver(ABC):
         notes: dict[str, Any] = {"monotone_fit": monotone, "non_monotone": non_monotone(measured)}
         if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
             notes["input_shape"] = list(scores.fingerprint["input_shape"])
+        if scores.fingerprint.get("scheme_settings", {}).get("data_aware"):
+            # apply_selection refuses to build it with the plain scheme
+            notes["scheme_settings"] = {"data_aware": True}
 
         def additive(asked: float) -> Selection:
             return self._solve_additive(scores, options, metric, asked, notes)
