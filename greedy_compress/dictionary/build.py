@@ -49,9 +49,10 @@ __all__ = ["build_eval_scores"]
 _OWNER = "build_eval_scores"
 
 
-def _plan(
+def plan_layers(
     profile: ModelProfile, scheme: Scheme, metric: CostMetric
 ) -> tuple[list[str], dict[str, str]]:
+    """The layers ``scheme`` can compress (in network order) and why it skips the others."""
     planned, skipped = [], dict(profile.unusable)
     for name, layer in profile.layers.items():
         reason = scheme.unsupported_reason(layer, metric)
@@ -106,8 +107,8 @@ def _load_known(
         if Path(scores_path).exists():
             saved = EvalScores.load(scores_path, expect=fingerprint, resuming=True)
             known.baseline = saved.baseline
-            for name, layer in saved.layers.items():
-                known.scores.update({(name, e.rank): e.score for e in layer.entries})
+            for name, layer in saved.layers.items():  # a two-level file's measured ones
+                known.scores.update({(name, e.rank): e.score for e in layer.entries if e.measured})
         parts = read_parts(scores_path, fingerprint)
         for part in parts.values():
             known.update(part)
@@ -173,7 +174,7 @@ def build_eval_scores(
 
     profile = profile_model(model, example, ignore=config.ignore)
     profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    planned, skipped = _plan(profile, scheme, metric)
+    planned, skipped = plan_layers(profile, scheme, metric)
     exact_costs = scheme.exact_costs()
     fingerprint = make_fingerprint(
         model,
