@@ -29,7 +29,6 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -37,15 +36,15 @@ from typing_extensions import Unpack
 
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress._util.progress import progress_bar
-from greedy_compress.dictionary.build import plan_layers
-from greedy_compress.dictionary.evaluator import Evaluator, run_evaluator
-from greedy_compress.dictionary.fingerprint import make_fingerprint
+from greedy_compress.dictionary.evaluator import Evaluator
+from greedy_compress.dictionary.identity import evaluate_baseline
+from greedy_compress.dictionary.plan import plan_dictionary
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.scoring import LayerScorer
 from greedy_compress.dictionary.settings import BuildOptions, BuildSettings
+from greedy_compress.dictionary.sharing import check_scores_path, check_writable
 from greedy_compress.dictionary.suffix import default_workers
-from greedy_compress.errors import GreedyCompressError
-from greedy_compress.model.profile import profile_model
+from greedy_compress.errors import GreedyCompressError, ScoresMismatchError
 from greedy_compress.model.statistics import Calibration
 from greedy_compress.schemes import (
     Candidate,
@@ -212,49 +211,38 @@ def build_two_level_scores(
     if not callable(evaluator):
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
     probes = check_positive_int(probes, "probes", _OWNER)
+    path = check_scores_path(scores_path, _OWNER)
     calibration = _calibration(data, scheme)
     if isinstance(scheme, DataAwareScheme):  # one without data shares the calibration
         scheme = scheme.with_data(calibration)
-    scheme.check_ready()
     calibration.samples  # noqa: B018 - bad calibration data fails before any work
-    metric, multiplicity, ratios = config.cost, config.multiplicity, config.ratios
-    example = config.example_for(model, _OWNER)
+    plan = plan_dictionary(model, scheme=scheme, settings=config, owner=_OWNER)
+    scheme, example = plan.scheme, plan.example
+    planned, skipped, choices, profile = plan.planned, plan.skipped, plan.candidates, plan.profile
     workers = default_workers(model) if config.workers is None else config.workers
+    if path is not None:
+        check_writable(path)  # before any evaluation: nothing computed is then lost
 
-    profile = profile_model(model, example, ignore=config.ignore)
-    profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    planned, skipped = plan_layers(profile, scheme, metric)
-    exact_costs = scheme.exact_costs()
-    base = make_fingerprint(
-        model,
-        scheme=scheme.name,
-        metric=metric,
-        multiplicity=multiplicity,
-        candidates=ratios,
-        evaluator=evaluator,
-        input_shape=example.shape,
-    )
-    if scheme.settings():
-        base["scheme_settings"] = scheme.settings()
+    baseline, digest = evaluate_baseline(evaluator, model)
+    if not math.isfinite(baseline):
+        raise GreedyCompressError(
+            f"The evaluator returned {baseline!r} for the uncompressed model; "
+            "the baseline score must be a finite number."
+        )
+    base = plan.fingerprint(model, evaluator, digest)
     fingerprint = {**base, "two_level": {"probes": probes, **calibration.settings()}}
-    choices = {
-        name: [scheme.candidate(profile.layers[name], r, metric, multiplicity) for r in ratios]
-        for name in planned
-    }
     known: dict[tuple[str, int], float | None] = {}
-    baseline: float | None = None
-    if scores_path is not None and Path(scores_path).exists():
-        saved = EvalScores.load(scores_path, expect=base)  # exact files serve too
-        baseline = saved.baseline
+    if path is not None and path.exists():
+        saved = EvalScores.load(path, expect=base, resuming=True)  # exact files serve too
+        plan.check_saved(saved, os.fspath(path))
+        if abs(saved.baseline - baseline) > 1e-6 * max(1.0, abs(baseline)):
+            raise ScoresMismatchError(
+                f"{os.fspath(path)} was made with an evaluator that scored the unchanged model "
+                f"{saved.baseline!r}; the evaluator now scores it {baseline!r}. Use another "
+                "scores path, or delete the file to rebuild it."
+            )
         for name, layer in saved.layers.items():
             known.update({(name, e.rank): e.score for e in layer.entries if e.measured})
-    if baseline is None:
-        baseline = run_evaluator(evaluator, model)
-        if not math.isfinite(baseline):
-            raise GreedyCompressError(
-                f"The evaluator returned {baseline!r} for the uncompressed model; "
-                "the baseline score must be a finite number."
-            )
 
     moments = calibration.moments(model)
     factorizations: dict[str, Factorization] = {}
@@ -312,7 +300,7 @@ def build_two_level_scores(
             planned=tuple(planned),
             layers=layers,
             skipped=skipped,
-            exact_costs=exact_costs,
+            exact_costs=plan.exact_costs,
         )
 
     with progress_bar(
@@ -338,11 +326,11 @@ def build_two_level_scores(
                 break
             for name, new in scorer.score(jobs, bar).items():
                 known.update({(name, rank): score for rank, score in new.items()})
-            if scores_path is not None:
-                assemble().save(scores_path)
+            if path is not None:
+                assemble().save(path)
     scores = assemble()
-    if scores_path is not None:
-        scores.save(scores_path)
+    if path is not None:
+        scores.save(path)
     return scores
 
 

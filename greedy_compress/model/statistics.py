@@ -17,7 +17,6 @@ optional file keyed by a fingerprint of the model and the sampled data.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -33,8 +32,9 @@ from torch.nn import functional
 
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress._util.io import atomic_write_bytes
+from greedy_compress.model.hashing import architecture_hash, tensor_hash, weights_hash
 from greedy_compress.model.modes import eval_mode
-from greedy_compress.model.sampling import take_samples, tensor_hash
+from greedy_compress.model.sampling import take_samples
 
 __all__ = [
     "DEFAULT_MAX_FEATURES",
@@ -254,11 +254,8 @@ def collect_moments(
 
 
 def model_hash(model: nn.Module) -> str:
-    """A short SHA-256 of the module tree and every parameter and buffer's bytes."""
-    digest = hashlib.sha256(repr(model).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(f"{name}:{tensor.dtype}:{tensor_hash(tensor)};".encode())
-    return digest.hexdigest()[:16]
+    """The module tree's hash and every parameter and buffer's bytes' hash, joined."""
+    return f"{architecture_hash(model)}-{weights_hash(model)}"
 
 
 class Calibration:

@@ -26,6 +26,7 @@ fit minimizes the layer's output error on that data rather than the kernel error
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -54,17 +55,24 @@ def _max_core_ranks(out_ch: int, in_ch: int, kernel_elements: int) -> tuple[int,
     return min(in_ch, out_ch * kernel_elements), min(out_ch, in_ch * kernel_elements)
 
 
-def core_ranks(rank: int, max_in: int, max_out: int) -> tuple[int, int]:
+def core_ranks(rank: int, max_in: int, max_out: int, multiplicity: int = 1) -> tuple[int, int]:
     """The (r_in, r_out) core ranks the Tucker scheme uses for its single ``rank``.
 
-    The larger side gets ``rank``; the other is scaled in proportion (rounded up).
+    The larger side gets ``rank``; the other is scaled in proportion, rounded up (to a
+    multiple of ``multiplicity``, at most its maximum), so both core ranks are rounded when
+    ``rank`` is.
 
     Example:
-        >>> core_ranks(8, max_in=16, max_out=32)
-        (4, 8)
+        >>> core_ranks(8, max_in=16, max_out=32), core_ranks(16, 24, 32, multiplicity=8)
+        ((4, 8), (16, 16))
     """
     largest = max(max_in, max_out)
-    return -(-rank * max_in // largest), -(-rank * max_out // largest)
+
+    def scaled(top: int) -> int:
+        value = -(-rank * top // largest)
+        return min(top, -(-value // multiplicity) * multiplicity)
+
+    return scaled(max_in), scaled(max_out)
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,10 @@ class _TuckerFactorization(Factorization):
         n_iter_max: int,
         tol: float,
         whitening: np.ndarray | None = None,
+        multiplicity: int = 1,
     ) -> None:
         self.module = module
+        self.multiplicity = multiplicity
         self.n_iter_max = n_iter_max
         self.tol = tol
         self.whitening = whitening  # S, lower triangular: the fit is of W x_1 S^T
@@ -154,7 +164,7 @@ class _TuckerFactorization(Factorization):
         return nn.Sequential(first, middle, last)
 
     def build(self, rank: int) -> nn.Sequential:
-        return self.build_pair(*core_ranks(rank, self.max_in, self.max_out))
+        return self.build_pair(*core_ranks(rank, self.max_in, self.max_out, self.multiplicity))
 
 
 class Tucker2(DataAwareScheme):
@@ -188,6 +198,15 @@ class Tucker2(DataAwareScheme):
         super().__init__(data_aware=data_aware, data=data, damping=damping)
         self.n_iter_max = n_iter_max
         self.tol = tol
+        self.multiplicity = 1  # core ranks are rounded together (see with_multiplicity)
+
+    def with_multiplicity(self, multiplicity: int) -> Tucker2:
+        """A copy that rounds both core ranks to multiples of ``multiplicity``."""
+        if multiplicity == self.multiplicity:
+            return self
+        rounded = copy.copy(self)
+        rounded.multiplicity = multiplicity
+        return rounded
 
     def skip_reason(self, layer: LayerInfo) -> str | None:
         if layer.kind not in ("conv1d", "conv2d"):
@@ -202,7 +221,7 @@ class Tucker2(DataAwareScheme):
 
     def core_ranks(self, layer: LayerInfo, rank: int) -> tuple[int, int]:
         """(r_in, r_out) for the scheme's single ``rank`` (see the module docstring)."""
-        return core_ranks(rank, *self.max_core_ranks(layer))
+        return core_ranks(rank, *self.max_core_ranks(layer), self.multiplicity)
 
     def rank_covering(self, layer: LayerInfo, r_in: int, r_out: int) -> int:
         """The smallest single rank whose core ranks are at least ``r_in`` and ``r_out``."""
@@ -238,6 +257,7 @@ class Tucker2(DataAwareScheme):
             n_iter_max=self.n_iter_max,
             tol=self.tol,
             whitening=whitening,
+            multiplicity=self.multiplicity,
         )
 
 
