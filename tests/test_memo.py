@@ -17,13 +17,17 @@ class PlainAccuracy:
 
     name = "PlainAccuracy"
 
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.batches, self.evaluations = batches, 0
+    def __init__(
+        self, batches: list[tuple[torch.Tensor, torch.Tensor]], inference: bool = False
+    ) -> None:
+        self.batches, self.evaluations, self.inference = batches, 0, inference
 
     def __call__(self, model: nn.Module) -> float:
         self.evaluations += 1
         total = 0.0
-        with torch.no_grad():
+        # under inference_mode the copies are inference tensors, as a loader's batches are
+        # when it is iterated inside it (BatchEvaluator does)
+        with torch.inference_mode() if self.inference else torch.no_grad():
             for inputs, targets in self.batches:
                 # a fresh copy each time, as a DataLoader makes: equal, not the same tensor
                 total += -nn.functional.cross_entropy(model(inputs.clone()), targets).item()
@@ -86,3 +90,13 @@ def test_a_front_in_training_mode_is_never_reused():
     for a, b in zip(plain_model.modules(), model.modules(), strict=True):
         if isinstance(a, nn.BatchNorm2d):  # the same running statistics updates
             torch.testing.assert_close(a.running_mean, b.running_mean)
+
+
+def test_a_plain_callable_under_inference_mode_gets_the_same_scores():
+    # The first layer's front is empty: the memo keeps the evaluator's own (inference) input.
+    model, data = make_model("vgg"), make_data()
+    options = dict(scheme="weight_svd", candidates=[0.3, 0.6], input_shape=SHAPE, progress=False)
+    plain = build_eval_scores(model, PlainAccuracy(data, inference=True), fast=False, **options)
+    fast = build_eval_scores(model, PlainAccuracy(data, inference=True), **options)
+    for name, layer in plain.layers.items():
+        assert [e.score for e in fast.layers[name].entries] == [e.score for e in layer.entries]

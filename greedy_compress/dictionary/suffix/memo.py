@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_leaves, tree_map
 
 from greedy_compress.dictionary.suffix.stages import (
     Stage,
@@ -43,6 +43,12 @@ MEMO_BYTES = 1 << 30  # front values kept per layer (and the inputs they came fr
 
 def _versions(values: tuple[Any, ...]) -> list[int]:
     return [t._version for t in tree_leaves(values) if isinstance(t, torch.Tensor)]
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.is_inference():
+        return value.clone()
+    return value
 
 
 def _size(values: Any) -> int:
@@ -89,6 +95,9 @@ class _LayerMemo:
         # Normal tensors, also under the evaluator's inference_mode: they count versions.
         with torch.inference_mode(False), torch.no_grad():
             cut = tuple(self.stage.advance(inputs))
+            # A value the front passes through unchanged (the evaluator's own input, made
+            # under its inference_mode) counts no versions: a normal copy of it does.
+            cut = tree_map(_normal, cut)
         if index == len(self.entries) and not self.written:  # the first candidate's calls
             size = _size(cut) + _size(inputs)
             keep = reusable and self.used + size <= self.budget
