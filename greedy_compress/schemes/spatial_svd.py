@@ -55,6 +55,14 @@ class _SpatialSVDFactorization(Factorization):
             whitened = WhitenedSVD(matrix.T, rows.cholesky(damping), taps=taps)
             self.svd = SplitSVD.from_factors(whitened.right.T, whitened.left.T)
 
+    def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
+        """From the factors' product, the dense kernel the two convs amount to."""
+        weight = self.module.weight.detach().to(torch.float64)
+        out_ch, in_ch, kh, kw = weight.shape
+        left, right = (f.detach().to(torch.float64) for f in self.svd.factors(rank))
+        dense = (left @ right).reshape(in_ch, kh, out_ch, kw).permute(2, 0, 1, 3)
+        return moment.error(weight - dense)
+
     def build(self, rank: int) -> nn.Sequential:
         module = self.module
         out_ch, in_ch, kh, kw = module.weight.shape

@@ -48,7 +48,9 @@ class _WeightSVDFactorization(Factorization):
     def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
         if isinstance(self.svd, WhitenedSVD) and moment is self.moment:
             return self.svd.error(rank)  # the tail sum: no model, no module built
-        return super().output_error(rank, moment, original)
+        weight = self.module.weight.detach().to(torch.float64)
+        left, right = (f.detach().to(torch.float64) for f in self.svd.factors(rank))
+        return moment.error(weight - (left @ right).reshape(weight.shape))
 
     def build(self, rank: int) -> nn.Sequential:
         module = self.module
