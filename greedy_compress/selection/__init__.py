@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from greedy_compress.selection.budget import fill_budget, meet_budget
+from greedy_compress.selection.end_to_end import EndToEndCheck, SelectionTried, check_end_to_end
 from greedy_compress.selection.exact_cost import (
     choices_cost,
     meet_exact_cost,
@@ -45,6 +46,7 @@ from greedy_compress.selection.solvers import (
 __all__ = [
     "AvailableLayer",
     "AvailableLayers",
+    "EndToEndCheck",
     "GreedySolver",
     "KnapsackSolver",
     "LayerChoice",
@@ -53,9 +55,11 @@ __all__ = [
     "RepairResult",
     "RepairStep",
     "Selection",
+    "SelectionTried",
     "Solver",
     "available_layers",
     "available_solvers",
+    "check_end_to_end",
     "check_max_drop",
     "choices_cost",
     "fill_budget",
