@@ -149,7 +149,7 @@ def test_a_data_aware_dictionary_records_it_and_its_selection_refuses_the_plain_
     scheme = WeightSVD(data_aware=True, data=data.train_loader())
     aware = gc.build_eval_scores(model, evaluator, scheme=scheme, **options)
     settings = aware.fingerprint["scheme_settings"]
-    assert settings["data_aware"] is True and settings["num_samples"] == 256
+    assert settings["data_aware"] is True and settings["num_samples"] == 128
     selection = gc.select(aware, target=0.6)
     assert selection.details["scheme_settings"] == {"data_aware": True}
     with pytest.raises(GreedyCompressError, match="scored with data-aware weight_svd"):

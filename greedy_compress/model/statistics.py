@@ -268,7 +268,8 @@ class Calibration:
 
     Args:
         data: input batches (a DataLoader yielding (inputs, targets), or tensors).
-        num_samples: how many inputs to sample from ``data``.
+        num_samples: how many inputs to sample from ``data`` (a conv sees one patch per
+            output position of each, so a few hundred thousand rows on small images).
         max_features: convs with longer patches get the channel moment instead.
         path: file to cache the moments in (a torch state file, read with
             ``weights_only=True``).
@@ -283,7 +284,7 @@ class Calibration:
         self,
         data: Iterable[Any] | torch.Tensor,
         *,
-        num_samples: int = 256,
+        num_samples: int = 128,
         max_features: int = DEFAULT_MAX_FEATURES,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
