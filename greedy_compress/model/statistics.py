@@ -269,7 +269,7 @@ class Calibration:
     Args:
         data: input batches (a DataLoader yielding (inputs, targets), or tensors).
         num_samples: how many inputs to sample from ``data`` (a conv sees one patch per
-            output position of each, so a few hundred thousand rows on small images).
+            output position of each: 128 images of 16x16 give 32768 rows).
         max_features: convs with longer patches get the channel moment instead.
         path: file to cache the moments in (a torch state file, read with
             ``weights_only=True``).
