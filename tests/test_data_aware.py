@@ -65,13 +65,18 @@ def test_whitened_svd_output_error_is_the_tail_sum_of_squared_singular_values(ki
     ("cls", "rank"), [(WeightSVD, 4), (SpatialSVD, 6), (Tucker2, 4)], ids=lambda v: str(v)
 )
 def test_data_aware_variant_has_lower_output_error_at_equal_rank(cls, rank):
-    conv, inputs = nn.Conv2d(6, 8, 3, padding=1), correlated(48, 6)
-    model = nn.Sequential(conv).eval()
-    aware = cls(data_aware=True, data=inputs)
-    aware.prepare(model)
-    plain_error = output_error(conv, cls().factorize(conv).build(rank), inputs)
-    aware_error = output_error(conv, aware.factorize_in(model, "0").build(rank), inputs)
-    assert aware_error < 0.7 * plain_error
+    ratios = []
+    for seed in range(5):  # five random layers and input mixes, seeded
+        torch.manual_seed(seed)
+        conv, inputs = nn.Conv2d(6, 8, 3, padding=1), correlated(48, 6, seed=seed)
+        model = nn.Sequential(conv).eval()
+        aware = cls(data_aware=True, data=inputs)
+        aware.prepare(model)
+        plain_error = output_error(conv, cls().factorize(conv).build(rank), inputs)
+        aware_error = output_error(conv, aware.factorize_in(model, "0").build(rank), inputs)
+        ratios.append(aware_error / plain_error)
+    assert max(ratios) < 1.0  # lower on every one
+    assert sum(ratios) / len(ratios) < 0.7  # and clearly lower on average
 
 
 @pytest.mark.parametrize("cls", [WeightSVD, SpatialSVD, Tucker2, CP])
