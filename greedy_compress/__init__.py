@@ -24,6 +24,7 @@ from greedy_compress._version import __version__
 _EXPORTS = {
     "AIMET_PIPELINE": "greedy_compress.pipeline",
     "BuildSettings": "greedy_compress.dictionary",
+    "Calibration": "greedy_compress.model.statistics",
     "CompressionReport": "greedy_compress.report",
     "Cost": "greedy_compress.model",
     "DecompositionError": "greedy_compress.errors",
@@ -56,7 +57,9 @@ _EXPORTS = {
     "available_layers": "greedy_compress.selection",
     "available_schemes": "greedy_compress.schemes",
     "available_solvers": "greedy_compress.selection",
+    "check_end_to_end": "greedy_compress.selection",
     "build_eval_scores": "greedy_compress.dictionary",
+    "build_two_level_scores": "greedy_compress.dictionary",
     "build_report": "greedy_compress.report",
     "combine_scores": "greedy_compress.dictionary",
     "compress": "greedy_compress.api",
@@ -87,6 +90,7 @@ if TYPE_CHECKING:
         LayerScores,
         ScoreEntry,
         build_eval_scores,
+        build_two_level_scores,
         combine_scores,
         make_candidates,
     )
@@ -111,6 +115,7 @@ if TYPE_CHECKING:
         measure_cost,
         profile_model,
     )
+    from greedy_compress.model.statistics import Calibration
     from greedy_compress.pipeline import AIMET_PIPELINE, PipelineReport, compress_pipeline
     from greedy_compress.report import CompressionReport, LayerReport, build_report
     from greedy_compress.schemes import Scheme, available_schemes, get_scheme, register_scheme
@@ -124,6 +129,7 @@ if TYPE_CHECKING:
         Solver,
         available_layers,
         available_solvers,
+        check_end_to_end,
         get_solver,
         manual_selection,
         predicted_score,
@@ -150,6 +156,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AIMET_PIPELINE",
     "BuildSettings",
+    "Calibration",
     "CompressionReport",
     "Cost",
     "DecompositionError",
@@ -185,6 +192,8 @@ __all__ = [
     "available_solvers",
     "build_eval_scores",
     "build_report",
+    "build_two_level_scores",
+    "check_end_to_end",
     "combine_scores",
     "compress",
     "compress_pipeline",

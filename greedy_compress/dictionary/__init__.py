@@ -16,6 +16,7 @@ from greedy_compress.dictionary.evaluator import Evaluator, run_evaluator
 from greedy_compress.dictionary.mixed import MIXED_SCHEME, combine_scores
 from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
 from greedy_compress.dictionary.settings import BuildOptions, BuildSettings
+from greedy_compress.dictionary.two_level import build_two_level_scores
 
 __all__ = [
     "DEFAULT_NUM_CANDIDATES",
@@ -27,6 +28,7 @@ __all__ = [
     "LayerScores",
     "ScoreEntry",
     "build_eval_scores",
+    "build_two_level_scores",
     "combine_scores",
     "make_candidates",
     "run_evaluator",

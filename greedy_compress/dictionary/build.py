@@ -73,8 +73,8 @@ def _load_known(
             plan.check_saved(saved, os.fspath(path))
             _check_baseline(saved.baseline, baseline, os.fspath(path))
             known.baseline = saved.baseline
-            for name, layer in saved.layers.items():
-                known.scores.update({(name, e.rank): e.score for e in layer.entries})
+            for name, layer in saved.layers.items():  # a two-level file: its measured ones
+                known.scores.update({(name, e.rank): e.score for e in layer.entries if e.measured})
         parts = read_parts(path, fingerprint)
         for rank, part in parts.items():
             if part.baseline is not None:
@@ -97,7 +97,7 @@ def _complete_on_disk(path: Path, plan: DictionaryPlan) -> bool:
         saved = EvalScores.load(path, resuming=True)
     except GreedyCompressError:
         return False  # refused in detail once the fingerprint is known
-    return all(name in saved.layers for name in plan.planned)
+    return not saved.predicted and all(name in saved.layers for name in plan.planned)
 
 
 def _check_baseline(saved: float, now: float, source: str) -> None:
@@ -223,7 +223,7 @@ def build_eval_scores(
         if path.exists():
             other = EvalScores.load(path, expect=fingerprint, resuming=True)
             for name, layer in other.layers.items():
-                known.scores.update({(name, e.rank): e.score for e in layer.entries})
+                known.scores.update({(name, e.rank): e.score for e in layer.entries if e.measured})
         return [
             name
             for name in plan.planned

@@ -44,10 +44,15 @@ class ScoreEntry(Candidate):
     broke); solvers treat that as worse than any score. ``scheme`` is set only in a
     mixed-scheme dictionary (:func:`greedy_compress.dictionary.mixed.combine_scores`), where
     entries of several schemes share a layer; it is None when the dictionary's scheme applies.
+    In a two-level dictionary (:func:`greedy_compress.dictionary.two_level.build_two_level_scores`)
+    ``measured`` is False where ``score`` was predicted from ``proxy``, the candidate's
+    relative layer-output error on calibration data, instead of evaluated.
     """
 
     score: float | None = None
     scheme: str | None = None
+    measured: bool = True
+    proxy: float | None = None
 
     @classmethod
     def scored(cls, candidate: Candidate, score: float | None) -> ScoreEntry:
@@ -71,6 +76,10 @@ class ScoreEntry(Candidate):
         }
         if self.scheme is not None:
             data["scheme"] = self.scheme
+        if not self.measured:  # written only when predicted: exact files are unchanged
+            data["measured"] = False
+        if self.proxy is not None:
+            data["proxy"] = self.proxy
         return data
 
     @classmethod
@@ -85,6 +94,8 @@ class ScoreEntry(Candidate):
             cost=Cost.from_dict(data["cost"]),
             score=None if score is None else float(score),
             scheme=None if data.get("scheme") is None else str(data["scheme"]),
+            measured=bool(data.get("measured", True)),
+            proxy=None if data.get("proxy") is None else float(data["proxy"]),
         )
 
 
@@ -171,6 +182,11 @@ class EvalScores:
         return all(name in self.layers for name in self.planned)
 
     @property
+    def predicted(self) -> int:
+        """How many entries were predicted rather than measured (0: an exact dictionary)."""
+        return sum(not e.measured for layer in self.layers.values() for e in layer.entries)
+
+    @property
     def missing(self) -> list[str]:
         """Planned layers not scored yet, in network order."""
         return [name for name in self.planned if name not in self.layers]
@@ -194,6 +210,12 @@ class EvalScores:
             f"layers scored {len(self.layers)} of {len(self.planned)}"
             + ("" if self.is_complete else f" (missing: {', '.join(self.missing)})"),
         ]
+        if self.predicted:
+            total = sum(len(layer.entries) for layer in self.layers.values())
+            lines.append(
+                f"two-level: {total - self.predicted} of {total} scores measured, "
+                f"{self.predicted} predicted from the layer-output proxy"
+            )
         width = max([len("layer"), *(len(name) for name in self.layers)])
         metric = self.cost_metric
         for name, layer in self.layers.items():
@@ -202,9 +224,10 @@ class EvalScores:
             for entry in layer.entries:
                 score = "failed" if entry.score is None else f"{entry.score:.4f}"
                 scheme = "" if entry.scheme is None else f"{entry.scheme} "
+                source = "" if entry.measured else " (predicted)"
                 lines.append(
                     f"  {scheme}asked {entry.asked_ratio:.2f} -> kept {entry.kept_ratio:.3f}, "
-                    f"rank {entry.rank:>4}: {score}"
+                    f"rank {entry.rank:>4}: {score}{source}"
                 )
         for name, reason in self.skipped.items():
             lines.append(f"skipped {name}: {reason}")

@@ -1,9 +1,12 @@
 """Score layers' candidates: suffix-only when the evaluator and the model allow it, whole
 models otherwise (the compressed layer swapped in and back out, so the model is never
-copied)."""
+copied). A plain callable evaluates whole models, but with ``fast`` the unchanged front of
+a traceable model runs once per batch for all of a layer's candidates
+(:mod:`~greedy_compress.dictionary.suffix.memo`)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +17,7 @@ from torch import nn
 from evaluators import BatchEvaluator
 from greedy_compress.dictionary.evaluator import Evaluator, as_score, finite_or_none, run_evaluator
 from greedy_compress.dictionary.suffix import SuffixScorer, SuffixUnavailable
+from greedy_compress.dictionary.suffix.memo import FrontMemo
 from greedy_compress.model.swap import swapped
 from greedy_compress.schemes import Factorization
 
@@ -47,6 +51,7 @@ class LayerScorer:
             and type(evaluator).__call__ is BatchEvaluator.__call__
         ):
             self.suffix = SuffixScorer(model, evaluator, example, workers=workers)
+        self.memo = FrontMemo(model, example) if fast else None
         self.warned = False
 
     @property
@@ -81,15 +86,32 @@ class LayerScorer:
         for name, factorization, ranks in layers:
             if name in values:
                 continue
-            values[name] = {}
-            for rank in ranks:  # one candidate's modules at a time keeps memory low
-                with swapped(self.model, factorization.replacements(name, rank)):
-                    values[name][rank] = run_evaluator(self.evaluator, self.model)
-                bar.update(1)
+            values[name] = self._whole_models(name, factorization, ranks, bar)
         return {
             name: {rank: finite_or_none(as_score(value)) for rank, value in scores.items()}
             for name, scores in values.items()
         }
+
+    def _whole_models(
+        self, name: str, factorization: Factorization, ranks: Sequence[int], bar: Any
+    ) -> dict[int, Any]:
+        """Evaluate the model with each rank's modules swapped in, one at a time (which keeps
+        memory low); with a front memo, the layer's candidates share the unchanged front."""
+        values: dict[int, Any] = {}
+        jobs = {rank: factorization.replacements(name, rank) for rank in ranks[:1]}
+        names = [n for modules in jobs.values() for n in modules]
+        with contextlib.ExitStack() as stack:
+            run = stack.enter_context(self.memo.layer(names)) if self.memo and names else None
+            for rank in ranks:
+                modules = jobs.pop(rank, None) or factorization.replacements(name, rank)
+                with swapped(self.model, modules):
+                    if run is None:
+                        values[rank] = run_evaluator(self.evaluator, self.model)
+                    else:
+                        with run.candidate(modules):
+                            values[rank] = run_evaluator(self.evaluator, self.model)
+                bar.update(1)
+        return values
 
     def _warn_once(self, name: str, why: Exception) -> None:
         if not self.warned:

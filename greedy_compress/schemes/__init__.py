@@ -8,6 +8,7 @@ from typing import Any
 
 from greedy_compress._util.registry import Registry
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
+from greedy_compress.schemes._data_aware import DataAwareScheme
 from greedy_compress.schemes.build import build_compressed
 from greedy_compress.schemes.channel_pruning import ChannelPruning
 from greedy_compress.schemes.cp import CP, cp_decompose
@@ -24,6 +25,7 @@ __all__ = [
     "CP",
     "Candidate",
     "ChannelPruning",
+    "DataAwareScheme",
     "Factorization",
     "FilterPruning",
     "IndexPruning",

@@ -15,7 +15,8 @@ calls the hooks:
 3. per layer: :meth:`Scheme.skip_reason`, :meth:`Scheme.max_rank`, the analytic
    :meth:`Scheme.cost` and :meth:`Scheme.candidate` for each asked ratio;
 4. :meth:`Scheme.exact_costs`: how a whole selection is priced (None: layer costs add up);
-5. :meth:`Scheme.factorize_in` once per layer, then ``Factorization.replacements`` per rank.
+5. :meth:`Scheme.factorize_in` once per layer, then ``Factorization.replacements`` per rank
+   (and ``Factorization.output_error`` per rank, for a two-level dictionary's proxy).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from torch import nn
 from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import LayerInfo, ModelProfile
+from greedy_compress.model.statistics import InputMoment
+from greedy_compress.schemes._equivalent import equivalent_weight
 
 __all__ = ["Candidate", "Factorization", "Scheme"]
 
@@ -63,6 +66,20 @@ class Factorization(ABC):
         modules (channel pruning shrinks the layers feeding the pruned one) overrides this.
         """
         return {name: self.build(rank)}
+
+    def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
+        """The layer's mean squared output error at ``rank`` on the data behind ``moment``
+        (the second moment of ``original``'s inputs): ``tr(ΔW H ΔWᵀ)`` per output vector.
+
+        By default the compressed layer's dense equivalent weight is read off by probing it
+        (every decomposition computes a linear map of the same input patches); None when it
+        is no such map. Schemes with a closed form (the whitened SVD's tail sum) override it.
+        """
+        weight = getattr(original, "weight", None)
+        dense = equivalent_weight(self.build(rank), original)
+        if dense is None or not isinstance(weight, torch.Tensor):
+            return None
+        return moment.error(weight.detach().to(torch.float64) - dense)
 
     def replay(self, rank: int) -> dict[str, Any] | None:
         """What rebuilding this layer at ``rank`` later needs beyond the rank (pruning: the

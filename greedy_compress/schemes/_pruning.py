@@ -29,7 +29,9 @@ from greedy_compress.graph import (
     group_replacements,
 )
 from greedy_compress.model.cost import Cost, measure_cost
+from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import LayerInfo, ModelProfile
+from greedy_compress.model.statistics import InputMoment
 from greedy_compress.schemes._base import Factorization, Scheme
 
 __all__ = ["GroupPruning", "PruningFactorization"]
@@ -64,6 +66,22 @@ class PruningFactorization(Factorization):
     def build(self, rank: int) -> nn.Module:
         # The layer alone; the model needs every module of replacements().
         return self.replacements(self.name, rank)[self.name]
+
+    def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
+        """The layer's own output error: its pruned weight, zero where channels went."""
+        weight = weight_of(original).detach().to(torch.float64)
+        pruned = weight_of(self.build(rank)).detach().to(torch.float64)
+        keep = torch.tensor(self.keep(rank), dtype=torch.long)
+        dense = torch.zeros_like(weight)
+        if pruned.shape[1] != weight.shape[1] and pruned.shape[0] == weight.shape[0]:
+            dense[:, keep] = pruned  # input channels pruned (channel pruning)
+        elif pruned.shape[0] != weight.shape[0] and pruned.shape[1] == weight.shape[1]:
+            dense[keep] = pruned  # output channels pruned (filter pruning)
+        elif pruned.shape == weight.shape:
+            dense = pruned
+        else:
+            return None
+        return moment.error(weight - dense)
 
     def replay(self, rank: int) -> dict[str, Any]:
         return {"kept": self.keep(rank)}

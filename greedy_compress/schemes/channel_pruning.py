@@ -5,6 +5,12 @@ they contribute to the layer's output on sampled data, keep the strongest, remov
 from the layer and from the layers producing them (with their BatchNorms and depthwise convs),
 then refit the layer's weights by least squares so that, on the sampled data, its output
 from the kept channels matches the original model's output.
+
+With ``statistics=True`` the ranking and the refit come from the layer input statistics
+(:mod:`greedy_compress.model.statistics`) instead of sampled rows: the least-squares normal
+equations of the original output are ``H w = H w_original`` with ``H`` the second moment of
+the layer's input patches, so one calibration pass over the samples serves every layer, with
+every position of every sample (no ``max_rows`` cap) and no model run per layer.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from greedy_compress.graph import (
 from greedy_compress.model.hashing import tensor_hash
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.sampling import capture, take_samples
+from greedy_compress.model.statistics import Calibration, InputMoment
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
@@ -98,6 +105,33 @@ class _ConsumerFit:
         self.gram = design.T @ design
         self.cross = design.T @ targets.double()
 
+    @classmethod
+    def from_moment(
+        cls,
+        layer: nn.Module,
+        size: int,
+        moment: InputMoment,
+        original: torch.Tensor,
+        outputs: list[int] | None,
+    ) -> _ConsumerFit:
+        """The same from the input moment: ``D.T D ~ H`` and ``D.T Y ~ H W_originalᵀ``
+        (``outputs``: the original output channels the layer still has)."""
+        fit = cls.__new__(cls)
+        fit.taps = moment.features // size
+        gram = moment.patch_matrix()
+        weight = weight_of(layer).detach().double().reshape(weight_of(layer).shape[0], -1)
+        blocks = gram.reshape(size, fit.taps, size, fit.taps).diagonal(dim1=0, dim2=2)
+        taps_w = weight.reshape(weight.shape[0], size, fit.taps)
+        energy = (blocks.permute(2, 0, 1) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)).sum(
+            dim=(1, 2)
+        )
+        fit.energy = energy / energy.sum().clamp_min(1e-30)
+        target = original.detach().double().reshape(original.shape[0], -1)
+        if outputs is not None:
+            target = target[torch.tensor(outputs)]
+        fit.gram, fit.cross = gram, gram @ target.T
+        return fit
+
     def refit(self, layer: nn.Module, keep: list[int]) -> None:
         columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
         solution = _least_squares(self.gram, self.cross, columns)
@@ -140,6 +174,9 @@ class ChannelPruning(GroupPruning):
         max_rows: at most this many output positions are used per least-squares fit
             (randomly chosen, seeded), which bounds time and memory.
         reconstruct: refit the weights (True, AIMET's method) or only slice them.
+        statistics: rank and refit from the layer input statistics of the
+            ``num_reconstruction_samples`` samples (every position, one calibration pass for
+            all layers; see the module docstring) instead of ``max_rows`` sampled rows.
 
     When the input channels also feed other layers (after a residual add), they are pruned
     from all of them, each refit to its own original output, under the first reader's name
@@ -164,6 +201,7 @@ class ChannelPruning(GroupPruning):
         num_reconstruction_samples: int = 128,
         max_rows: int = 4096,
         reconstruct: bool = True,
+        statistics: bool = False,
     ) -> None:
         super().__init__()
         self.data = data
@@ -172,6 +210,8 @@ class ChannelPruning(GroupPruning):
         )
         self.max_rows = check_positive_int(max_rows, "max_rows", "ChannelPruning")
         self.reconstruct = bool(reconstruct)
+        self.statistics = bool(statistics)
+        self._calibration: Calibration | None = None
 
     @property
     def uses_data(self) -> bool:
@@ -185,12 +225,21 @@ class ChannelPruning(GroupPruning):
             )
 
     def settings(self) -> dict[str, Any]:
-        return {
+        settings = {
             "num_reconstruction_samples": self.num_reconstruction_samples,
             "max_rows": self.max_rows,
             "reconstruct": self.reconstruct,
             "samples": tensor_hash(self._samples) if self._samples is not None else None,
         }
+        if self.statistics:  # only then: plain dictionaries keep their fingerprints
+            settings["statistics"] = True
+        return settings
+
+    def _moments(self, reference: nn.Module) -> dict[str, InputMoment]:
+        assert self._samples is not None
+        if self._calibration is None or self._calibration.data is not self._samples:
+            self._calibration = Calibration(self._samples, num_samples=len(self._samples))
+        return self._calibration.moments(reference)
 
     def group_for(self, graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
         use = graph.modules.get(name)
@@ -228,6 +277,21 @@ class ChannelPruning(GroupPruning):
         assert self._samples is not None
         reference = self.prepared_model
         readers = list(group.consumers)
+        if self.statistics:
+            moments = self._moments(reference)
+            fits = {
+                reader: _ConsumerFit.from_moment(
+                    model.get_submodule(reader),
+                    group.size,
+                    moments[reader],
+                    weight_of(reference.get_submodule(reader)),
+                    getattr(model.get_submodule(reader), ORIGINAL_OUTPUTS, None),
+                )
+                for reader in readers
+            }
+            return _ChannelPruningFactorization(
+                scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
+            )
         seen = capture(model, readers, self._samples)
         targets = seen if reference is model else capture(reference, readers, self._samples)
         fits = {}

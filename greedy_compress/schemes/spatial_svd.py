@@ -4,6 +4,11 @@ The kernel ``W[o, c, i, j]`` is read as a matrix with rows (c, i) and columns (o
 rank-r SVD gives the vertical conv (from the left factor) and the horizontal conv (from the
 right factor). Stride, padding and dilation split by dimension, so the pair computes
 exactly the original at full rank.
+
+Data-aware (``SpatialSVD(data_aware=True, data=...)``): the vertical conv reads each input
+channel's kh vertical taps, so the matrix's rows are whitened by the Cholesky factor ``S`` of
+those (channel, tap) inputs' second moment (the patch moment averaged over the horizontal
+taps) before the SVD, and ``S⁻ᵀ`` goes into the vertical factor afterwards.
 """
 
 from __future__ import annotations
@@ -13,19 +18,50 @@ from torch import nn
 
 from greedy_compress.model.cost import Cost
 from greedy_compress.model.profile import LayerInfo
-from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.model.statistics import InputMoment
+from greedy_compress.schemes._base import Factorization
+from greedy_compress.schemes._data_aware import DataAwareScheme
 from greedy_compress.schemes._separable import split_conv_pair
-from greedy_compress.schemes._svd import SplitSVD
+from greedy_compress.schemes._svd import SplitSVD, WhitenedSVD
 
 __all__ = ["SpatialSVD", "spatial_svd"]
 
 
+def vertical_moment(moment: InputMoment, kh: int, kw: int) -> InputMoment:
+    """The second moment of a kh x kw conv's (channel, vertical tap) inputs: the patch
+    moment's blocks for equal horizontal taps, averaged (the channel moment for each tap
+    when the moment is channel-wise)."""
+    if moment.channel_wise:
+        return InputMoment(moment.matrix, moment.rows, moment.channels, kh, channel_wise=True)
+    channels = moment.channels
+    blocks = moment.matrix.reshape(channels, kh, kw, channels, kh, kw)
+    rows = blocks.diagonal(dim1=2, dim2=5).mean(dim=-1).reshape(channels * kh, channels * kh)
+    return InputMoment(rows, moment.rows, channels, kh)
+
+
 class _SpatialSVDFactorization(Factorization):
-    def __init__(self, module: nn.Conv2d) -> None:
+    def __init__(
+        self, module: nn.Conv2d, moment: InputMoment | None = None, damping: float = 0.0
+    ) -> None:
         self.module = module
         out_ch, in_ch, kh, kw = module.weight.shape
         matrix = module.weight.permute(1, 2, 0, 3).reshape(in_ch * kh, out_ch * kw)
-        self.svd = SplitSVD(matrix)
+        self.svd: SplitSVD | WhitenedSVD
+        if moment is None:
+            self.svd = SplitSVD(matrix)
+        else:  # whiten the rows: the transposed matrix multiplies the (channel, tap) inputs
+            rows = vertical_moment(moment, kh, kw)
+            taps = kh if rows.channel_wise else 1
+            whitened = WhitenedSVD(matrix.T, rows.cholesky(damping), taps=taps)
+            self.svd = SplitSVD.from_factors(whitened.right.T, whitened.left.T)
+
+    def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
+        """From the factors' product, the dense kernel the two convs amount to."""
+        weight = self.module.weight.detach().to(torch.float64)
+        out_ch, in_ch, kh, kw = weight.shape
+        left, right = (f.detach().to(torch.float64) for f in self.svd.factors(rank))
+        dense = (left @ right).reshape(in_ch, kh, out_ch, kw).permute(2, 0, 1, 3)
+        return moment.error(weight - dense)
 
     def build(self, rank: int) -> nn.Sequential:
         module = self.module
@@ -42,8 +78,16 @@ class _SpatialSVDFactorization(Factorization):
         return nn.Sequential(vertical, horizontal)
 
 
-class SpatialSVD(Scheme):
-    """Spatial SVD for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways."""
+class SpatialSVD(DataAwareScheme):
+    """Spatial SVD for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways.
+
+    Args:
+        data_aware: whiten by the layer's input statistics on calibration ``data`` (see
+            the module docstring) instead of decomposing the kernel alone (the default).
+        data: calibration batches or a :class:`~greedy_compress.model.statistics.Calibration`
+            (needed when ``data_aware``).
+        damping: added to the inputs' second moment (fraction of its mean diagonal).
+    """
 
     name = "spatial_svd"
 
@@ -71,8 +115,8 @@ class SpatialSVD(Scheme):
             macs=vertical + horizontal, params=params + (layer.out_channels if layer.bias else 0)
         )
 
-    def factorize(self, module: nn.Module) -> Factorization:
-        return _SpatialSVDFactorization(module)  # type: ignore[arg-type]
+    def decompose(self, module: nn.Module, moment: InputMoment | None) -> Factorization:
+        return _SpatialSVDFactorization(module, moment, self.damping)  # type: ignore[arg-type]
 
 
 def spatial_svd(conv: nn.Conv2d, rank: int) -> nn.Sequential:

@@ -17,6 +17,11 @@ the larger of the two core ranks; the other scales in proportion to its own maxi
 ``R_in = min(in, out * k)``, ``R_out = min(out, in * k)`` (k = kernel elements) and
 ``R = max(R_in, R_out)``. So rank ``R`` is the exact decomposition, and both core ranks
 shrink together. For an explicit pair use :func:`tucker2` with ``ranks=(r_in, r_out)``.
+
+**Data-aware** (``Tucker2(data_aware=True, data=...)``): the kernel's input-channel mode is
+whitened by the Cholesky factor ``S`` of the input channels' second moment on calibration
+data (``W x_1 Sᵀ``) before the fit, and ``U_in`` becomes ``S⁻ᵀ U_in`` afterwards, so the
+fit minimizes the layer's output error on that data rather than the kernel error.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.linalg
 import torch
 from tensorly.decomposition import partial_tucker
 from torch import nn
@@ -35,7 +42,9 @@ from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.model.cost import Cost
 from greedy_compress.model.modules import conv_like
 from greedy_compress.model.profile import LayerInfo
-from greedy_compress.schemes._base import Factorization, Scheme
+from greedy_compress.model.statistics import InputMoment
+from greedy_compress.schemes._base import Factorization
+from greedy_compress.schemes._data_aware import DataAwareScheme
 from greedy_compress.schemes._tensorly import as_numpy64, numpy_backend
 
 __all__ = ["Tucker2", "TuckerFit", "core_ranks", "tucker2"]
@@ -76,13 +85,22 @@ class TuckerFit:
 
 class _TuckerFactorization(Factorization):
     def __init__(
-        self, module: nn.Conv1d | nn.Conv2d, *, n_iter_max: int, tol: float, multiplicity: int = 1
+        self,
+        module: nn.Conv1d | nn.Conv2d,
+        *,
+        n_iter_max: int,
+        tol: float,
+        whitening: np.ndarray | None = None,
+        multiplicity: int = 1,
     ) -> None:
         self.module = module
         self.multiplicity = multiplicity
         self.n_iter_max = n_iter_max
         self.tol = tol
+        self.whitening = whitening  # S, lower triangular: the fit is of W x_1 S^T
         self.tensor = as_numpy64(module.weight)
+        if whitening is not None:
+            self.tensor = np.einsum("oc...,cd->od...", self.tensor, whitening)
         out_ch, in_ch = self.tensor.shape[:2]
         self.max_in, self.max_out = _max_core_ranks(out_ch, in_ch, math.prod(self.tensor.shape[2:]))
         self.norm = float(np.linalg.norm(self.tensor)) or 1.0
@@ -121,6 +139,10 @@ class _TuckerFactorization(Factorization):
                     best, fit = (t_core, t_in, t_out), TuckerFit(error, "hooi")
             except (np.linalg.LinAlgError, ValueError):
                 pass  # keep the HOSVD fit, recorded as such in self.fits
+            if self.whitening is not None:  # back from the whitened input space: S^-T U_in
+                core, u_in, u_out = best
+                u_in = scipy.linalg.solve_triangular(self.whitening.T, u_in, lower=False)
+                best = (core, u_in, u_out)
             self._cache[key], self.fits[key] = best, fit
         return self._cache[key]
 
@@ -145,7 +167,7 @@ class _TuckerFactorization(Factorization):
         return self.build_pair(*core_ranks(rank, self.max_in, self.max_out, self.multiplicity))
 
 
-class Tucker2(Scheme):
+class Tucker2(DataAwareScheme):
     """Tucker-2 for ``nn.Conv1d`` and ``nn.Conv2d`` with ``groups=1``.
 
     HOOI improves little on its HOSVD start (relative kernel error 0.7378 -> 0.7330 on a
@@ -155,11 +177,25 @@ class Tucker2(Scheme):
     Args:
         n_iter_max: most HOOI iterations per fit (the fit always stops).
         tol: HOOI stops earlier when the error improves by less than this.
+        data_aware: whiten the input channels by their statistics on calibration ``data``
+            (see the module docstring) instead of fitting the kernel alone (the default).
+        data: calibration batches or a :class:`~greedy_compress.model.statistics.Calibration`
+            (needed when ``data_aware``).
+        damping: added to the input channels' second moment (fraction of its mean diagonal).
     """
 
     name = "tucker"
 
-    def __init__(self, *, n_iter_max: int = 10, tol: float = 1e-5) -> None:
+    def __init__(
+        self,
+        *,
+        n_iter_max: int = 10,
+        tol: float = 1e-5,
+        data_aware: bool = False,
+        data: Any = None,
+        damping: float = 0.01,
+    ) -> None:
+        super().__init__(data_aware=data_aware, data=data, damping=damping)
         self.n_iter_max = n_iter_max
         self.tol = tol
         self.multiplicity = 1  # core ranks are rounded together (see with_multiplicity)
@@ -212,11 +248,15 @@ class Tucker2(Scheme):
     def cost(self, layer: LayerInfo, rank: int) -> Cost:
         return self.cost_for_core_ranks(layer, *self.core_ranks(layer, rank))
 
-    def factorize(self, module: nn.Module) -> _TuckerFactorization:
+    def decompose(self, module: nn.Module, moment: InputMoment | None) -> _TuckerFactorization:
+        whitening = None
+        if moment is not None:
+            whitening = moment.cholesky(self.damping, channels_only=True).numpy()
         return _TuckerFactorization(
             module,  # type: ignore[arg-type]
             n_iter_max=self.n_iter_max,
             tol=self.tol,
+            whitening=whitening,
             multiplicity=self.multiplicity,
         )
 
@@ -236,7 +276,7 @@ def tucker2(conv: nn.Conv1d | nn.Conv2d, ranks: int | tuple[int, int]) -> nn.Seq
     """
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.groups != 1:
         raise bad_parameter("conv", "tucker2", "an nn.Conv1d or nn.Conv2d with groups=1", conv)
-    factorization = Tucker2().factorize(conv)
+    factorization = Tucker2().decompose(conv, None)
     if isinstance(ranks, int) and not isinstance(ranks, bool):
         top = max(factorization.max_in, factorization.max_out)
         if not 1 <= ranks <= top:

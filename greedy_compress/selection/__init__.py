@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from greedy_compress.selection.budget import fill_budget, meet_budget
+from greedy_compress.selection.end_to_end import EndToEndCheck, SelectionTried, check_end_to_end
 from greedy_compress.selection.exact_cost import (
     choices_cost,
     meet_exact_cost,
@@ -52,6 +53,7 @@ from greedy_compress.selection.solvers import (
 __all__ = [
     "AvailableLayer",
     "AvailableLayers",
+    "EndToEndCheck",
     "GreedySolver",
     "KnapsackSolver",
     "LatencyCheck",
@@ -62,10 +64,12 @@ __all__ = [
     "RepairResult",
     "RepairStep",
     "Selection",
+    "SelectionTried",
     "Solver",
     "asked_target",
     "available_layers",
     "available_solvers",
+    "check_end_to_end",
     "check_latency",
     "check_max_drop",
     "choices_cost",
