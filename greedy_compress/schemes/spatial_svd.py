@@ -3,7 +3,9 @@
 The kernel ``W[o, c, i, j]`` is read as a matrix with rows (c, i) and columns (o, j); its
 rank-r SVD gives the vertical conv (from the left factor) and the horizontal conv (from the
 right factor). Stride, padding and dilation split by dimension, so the pair computes
-exactly the original at full rank.
+exactly the original at full rank. A 1x1 conv (or a kh x 1 / 1 x kw one) is taken too, as
+AIMET does: there the split is the weight SVD, two 1x1 convs through a rank-r bottleneck, so
+MobileNet- and EfficientNet-style models (mostly pointwise convs) reach their targets.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class _SpatialSVDFactorization(Factorization):
 
 
 class SpatialSVD(Scheme):
-    """Spatial SVD for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways."""
+    """Spatial SVD for ``nn.Conv2d`` with ``groups=1``, 1x1 convs included."""
 
     name = "spatial_svd"
 
@@ -52,8 +54,6 @@ class SpatialSVD(Scheme):
             return f"{layer.kind} layer; spatial SVD needs a 2-D convolution"
         if layer.groups != 1:
             return f"grouped conv (groups={layer.groups}); spatial SVD needs groups=1"
-        if min(layer.kernel_size) == 1:
-            return f"kernel {layer.kernel_size} has size 1 along a dimension; nothing to split"
         return None
 
     def max_rank(self, layer: LayerInfo) -> int:
@@ -82,5 +82,7 @@ def spatial_svd(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         >>> pair = spatial_svd(nn.Conv2d(8, 16, 3, padding=1), 4)
         >>> [tuple(m.kernel_size) for m in pair]
         [(3, 1), (1, 3)]
+        >>> [tuple(m.kernel_size) for m in spatial_svd(nn.Conv2d(8, 16, 1), 4)]  # weight SVD
+        [(1, 1), (1, 1)]
     """
     return _SpatialSVDFactorization(conv).build(rank)
