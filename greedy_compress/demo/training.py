@@ -27,7 +27,7 @@ def train_classifier(
     """Train ``model`` in place with Adam and cross-entropy (cosine learning rate); returns it.
 
     Example:
-        >>> trained = train_classifier(DigitsCNN(), data.train_loader(), epochs=1)
+        >>> trained = train_classifier(DigitsCNN(), data.train_loader(), epochs=2)
         >>> TopKAccuracy(data.val_loader())(trained) > 0.5
         True
     """

@@ -43,11 +43,11 @@ def _regular_path(module: nn.Module) -> nn.Module | None:
     has no fast path (or already avoids it)."""
     if isinstance(module, nn.TransformerEncoderLayer) and module.activation_relu_or_gelu:
         new = _shallow_copy(module)
-        new.activation_relu_or_gelu = 0  # the fast path requires relu or gelu
+        new.__dict__["activation_relu_or_gelu"] = 0  # the fast path requires relu or gelu
         return new
     if isinstance(module, nn.TransformerEncoder) and module.use_nested_tensor:
         new = _shallow_copy(module)
-        new.use_nested_tensor = False  # the nested path reads layers[0] weights
+        new.__dict__["use_nested_tensor"] = False  # the nested path reads layers[0] weights
         return new
     return None
 

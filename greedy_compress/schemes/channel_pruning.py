@@ -21,10 +21,15 @@ from greedy_compress.graph import (
     ORIGINAL_OUTPUTS,
     ChannelGroup,
     DependencyGraph,
-    group_replacements,
+    Layout,
+    finish_replacements,
+    group_keeps,
+    keeps_replacements,
 )
+from greedy_compress.graph.dependency import layout_width
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
@@ -61,7 +66,7 @@ def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> tor
 
 def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     """The layer's outputs as rows matching :func:`design_matrix`, without the bias."""
-    if outputs.dim() > 2:
+    if outputs.dim() > 2 and not isinstance(layer, nn.Linear):
         outputs = outputs.movedim(1, -1)
     rows = outputs.reshape(-1, outputs.shape[-1])
     bias = getattr(layer, "bias", None)
@@ -78,16 +83,40 @@ def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tenso
 
 
 class _ConsumerFit:
-    """One reading layer's sampled data: channel energies and normal equations."""
+    """One reading layer's sampled data: channel energies and normal equations.
 
-    def __init__(self, layer: nn.Module, size: int, design: torch.Tensor, targets: torch.Tensor):
-        self.taps = design.shape[1] // size
+    The reader's input may hold other channels too (a concatenation, the same channels
+    several times): the group's channels are its columns in ``layout``, and the refit keeps
+    every other column.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        layout: Layout,
+        group: int,
+        design: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> None:
+        taps = design.shape[1] // layout_width(layout)
+        channels: list[list[int]] = []
+        offset = 0
+        for segment in layout:
+            if segment.group == group:
+                channels = channels or [[] for _ in range(segment.size)]
+                for c in range(segment.size):
+                    start = (offset + c * segment.block) * taps
+                    channels[c].extend(range(start, start + segment.block * taps))
+            offset += segment.size * segment.block
+        self.columns = torch.tensor(channels)  # [channel, its columns]
+        mine = set(self.columns.flatten().tolist())
+        self.others = [c for c in range(design.shape[1]) if c not in mine]
         weight = weight_of(layer).detach()
         weight = weight.reshape(weight.shape[0], -1)
         # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
         # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
-        rows = design.reshape(design.shape[0], size, self.taps).double()
-        taps_w = weight.reshape(weight.shape[0], size, self.taps).double()
+        rows = design[:, self.columns].double()
+        taps_w = weight[:, self.columns].double()
         energy = (
             torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
         ).sum(dim=(1, 2))
@@ -98,7 +127,8 @@ class _ConsumerFit:
         self.cross = design.T @ targets.double()
 
     def refit(self, layer: nn.Module, keep: list[int]) -> None:
-        columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
+        kept = self.columns[torch.tensor(keep, dtype=torch.long)].flatten().tolist()
+        columns = torch.tensor(sorted(self.others + kept))
         solution = _least_squares(self.gram, self.cross, columns)
         weight = weight_of(layer)
         with torch.no_grad():
@@ -121,13 +151,14 @@ class _ChannelPruningFactorization(PruningFactorization):
         super().__init__(model, graph, group, order, name=name)
         self.scheme, self.fits = scheme, fits
 
-    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+    def replacements(self, name: str, rank: int) -> dict[str, Replacement]:
         keep = self.keep(rank)
-        modules = group_replacements(self.model, self.graph, self.group, keep)
+        keeps = group_keeps(self.graph, self.group, keep)
+        modules = keeps_replacements(self.graph, keeps)
         if self.scheme.reconstruct and rank < self.group.size:  # nothing removed: keep as is
             for reader, fit in self.fits.items():
-                fit.refit(modules[reader], keep)
-        return modules
+                fit.refit(modules[reader], keep)  # type: ignore[arg-type]
+        return finish_replacements(self.model, self.graph, keeps, modules)
 
 
 class ChannelPruning(GroupPruning):
@@ -140,10 +171,11 @@ class ChannelPruning(GroupPruning):
             (randomly chosen, seeded), which bounds time and memory.
         reconstruct: refit the weights (True, AIMET's method) or only slice them.
 
-    When the input channels also feed other layers (after a residual add), they are pruned
-    from all of them, each refit to its own original output, under the first reader's name
-    (the others are skipped with that reason). Layers reading a concatenation, or channels
-    that also feed one, are skipped with the reason: filter pruning handles those.
+    When the input channels also feed other layers (after a residual add, or a
+    concatenation), they are pruned from all of them, each refit to its own original
+    output, under the first reader's name (the others are skipped with that reason). Layers
+    reading a concatenation of several groups, or channels that also feed a grouped conv,
+    are skipped with the reason: filter pruning handles those.
 
     Example:
         >>> scheme = ChannelPruning(data=train_loader)
@@ -195,23 +227,29 @@ class ChannelPruning(GroupPruning):
         use = graph.modules.get(name)
         if use is None or use.role not in ("conv", "linear"):
             return None, "not a Conv/Linear of the traced model"
-        if len(use.inputs) != 1:
+        if len({s.group for s in use.inputs}) != 1:
             return None, "its input is a concatenation of several channel groups"
         group = graph.groups[use.inputs[0].group]
         if group.blocked is not None:
             return None, f"its input channels are {group.blocked}"
-        if group.size < 2:
-            return None, "it has a single input channel"
-        if group.consumers[0] != name:
+        if group.size // group.parts < 2:
+            return None, "it has a single input channel" + (" per head" if group.parts > 1 else "")
+        owner = next((c for c in group.consumers if graph.in_model(c)), name)
+        if owner != name:
             return None, (
-                f"its input channels also feed {group.consumers[0]}; "
+                f"its input channels also feed {owner}; "
                 "they are pruned (and every reader refit) with that layer"
             )
-        concatenated = [c for c in group.consumers if len(graph.modules[c].inputs) != 1]
-        if concatenated:
+        if graph.stacked_with(group.id):
             return None, (
-                f"its input channels also feed {', '.join(concatenated)} through a "
-                "concatenation; filter pruning handles those channels"
+                "its input channels are laid side by side with others of equal width in one "
+                "reshape (a fused qkv projection); head_pruning and snp prune them together"
+            )
+        grouped = [c for c in group.consumers if graph.modules[c].groups > 1]
+        if grouped:
+            return None, (
+                f"its input channels also feed the grouped conv {grouped[0]}, which the "
+                "least-squares refit does not handle; filter pruning prunes those channels"
             )
         return group, ""
 
@@ -222,24 +260,28 @@ class ChannelPruning(GroupPruning):
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         graph, group = self.group_in(model, name)
-        assert self._samples is not None
-        reference = self.prepared_model
+        assert self._samples is not None and self._graph is not None
+        view = graph.view
+        reference = self._graph.view  # the prepared model, as its graph names modules
         readers = list(group.consumers)
-        seen = capture(model, readers, self._samples)
-        targets = seen if reference is model else capture(reference, readers, self._samples)
+        seen = capture(view, readers, self._samples)
+        same = self.prepared_model is model
+        targets = seen if same else capture(reference, readers, self._samples)
         fits = {}
         for reader in readers:  # each layer reading the channels is refit to its old output
-            design = design_matrix(model.get_submodule(reader), seen[reader][0])
+            layer = view.get_submodule(reader)
+            design = design_matrix(layer, seen[reader][0])
             wanted = _targets(reference.get_submodule(reader), targets[reader][1])
             # An earlier pruning may have removed some of this reader's outputs already.
-            still = getattr(model.get_submodule(reader), ORIGINAL_OUTPUTS, None)
+            still = getattr(layer, ORIGINAL_OUTPUTS, None)
             if still is not None:
                 wanted = wanted[:, torch.tensor(still, device=wanted.device)]
             if design.shape[0] > self.max_rows:
                 generator = torch.Generator().manual_seed(0)
                 rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
                 design, wanted = design[rows.to(design.device)], wanted[rows.to(design.device)]
-            fits[reader] = _ConsumerFit(model.get_submodule(reader), group.size, design, wanted)
+            layout = graph.modules[reader].inputs
+            fits[reader] = _ConsumerFit(layer, layout, group.id, design, wanted)
         return _ChannelPruningFactorization(
             scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
         )

@@ -39,7 +39,7 @@ from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary import EvalScores, Evaluator, run_evaluator
 from greedy_compress.errors import GreedyCompressError, ScoresFormatError
 from greedy_compress.model.cost import CostMetric, check_metric
-from greedy_compress.model.swap import swapped
+from greedy_compress.model.swap import Replacement, swapped
 from greedy_compress.schemes import Factorization, Scheme, build_compressed, get_scheme
 from greedy_compress.selection._optuna_study import (
     HAS_SET_CONSTRAINT,
@@ -120,7 +120,7 @@ class _TrialModels:
                 details=selection.details,
             )
             return run_evaluator(self.evaluator, built)
-        replacements: dict[str, nn.Module] = {}
+        replacements: dict[str, Replacement] = {}
         for name, choice in selection.choices.items():
             key = (schemes[name].name, name)
             if key not in self.factorizations:
