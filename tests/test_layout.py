@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "greedy_compress"
-ENTRY_POINTS = {"__init__", "_version", "api", "apply", "cli", "errors", "pipeline"}
-PHASES = {"_util", "model", "graph", "schemes", "dictionary", "selection", "report", "demo"}
+ENTRY_POINTS = {"__init__", "_version", "api", "apply", "errors", "pipeline"}
+PHASES = {"_util", "model", "graph", "schemes", "dictionary", "selection", "report", "demo", "cli"}
 MAX_LINES = 420  # "no module over about 400 lines"
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import check_positive_int
+from greedy_compress.errors import SelectionMismatchError
 from greedy_compress.graph import ChannelCosts, ChannelGroup, DependencyGraph
 from greedy_compress.graph.prune import (
     finish_replacements,
@@ -30,9 +31,10 @@ from greedy_compress.graph.prune import (
     touched,
 )
 from greedy_compress.model.cost import Cost
+from greedy_compress.model.hashing import tensor_hash
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import LayerInfo
-from greedy_compress.model.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples
 from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._attention import AttentionPruning, AttentionUnit
 from greedy_compress.schemes._base import Factorization
@@ -171,7 +173,12 @@ class SNP(AttentionPruning):
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         graph, _ = self.group_in(model, name)
         unit = self.unit(graph, name)
-        assert unit is not None and self._samples is not None
+        if self._structure_only or self._samples is None:  # no replay: SNP's orders need data
+            raise SelectionMismatchError(
+                f"SNP cannot rebuild layer {name!r} without the data that chose its neurons: "
+                "pass the scheme with its data."
+            )
+        assert unit is not None
         orders = {}
         for group_id in unit.query_key:
             orders[group_id] = _order(self._score_energy(graph, graph.groups[group_id]))
