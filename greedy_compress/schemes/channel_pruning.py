@@ -9,7 +9,9 @@ from the kept channels matches the original model's output.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -28,13 +30,14 @@ from greedy_compress.graph import (
 )
 from greedy_compress.graph.dependency import layout_width
 from greedy_compress.model.hashing import tensor_hash
+from greedy_compress.model.modes import eval_mode
 from greedy_compress.model.modules import weight_of
-from greedy_compress.model.sampling import capture, take_samples
+from greedy_compress.model.sampling import take_samples
 from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
-__all__ = ["ChannelPruning", "design_matrix"]
+__all__ = ["ChannelPruning", "design_matrix", "sampled_rows"]
 
 
 def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> torch.Tensor:
@@ -72,6 +75,82 @@ def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     rows = outputs.reshape(-1, outputs.shape[-1])
     bias = getattr(layer, "bias", None)
     return rows - bias.detach() if bias is not None else rows
+
+
+class _Enough(Exception):
+    """Raised by a hook once every wanted layer has run on a batch: the rest is not needed."""
+
+
+@functools.lru_cache(maxsize=64)
+def _chosen_rows(total: int, limit: int) -> torch.Tensor | None:
+    """The rows kept of ``total`` (sorted; None keeps all): ``limit`` drawn at random."""
+    if total <= limit:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    return torch.randperm(total, generator=generator)[:limit].sort().values
+
+
+RowsOf = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sampled_rows(
+    model: nn.Module,
+    rows_of: Mapping[str, RowsOf],
+    samples: torch.Tensor,
+    max_rows: int,
+    *,
+    batch_size: int = 16,
+) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``samples``; for each named layer keep at most ``max_rows`` rows of
+    ``rows_of[name](layer, input, output)`` (rows ordered by sample: the same rows of
+    every layer with as many rows per sample). Each batch stops once every named layer ran.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> rows = sampled_rows(net, {"0": lambda m, x, y: y}, torch.randn(40, 2), 8)
+        >>> tuple(rows["0"].shape)
+        (8, 3)
+    """
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name in rows_of}
+    left: set[str] = set()
+    start = 0
+
+    def make_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            rows = rows_of[name](module, args[0].detach(), output.detach())
+            per = rows.shape[0] // args[0].shape[0]  # rows per sample
+            chosen = _chosen_rows(per * samples.shape[0], max_rows)
+            if chosen is not None:
+                low = start * per
+                inside = chosen[(chosen >= low) & (chosen < low + rows.shape[0])]
+                rows = rows[(inside - low).to(rows.device)]
+            kept[name].append(rows)
+            left.discard(name)
+            if not left:
+                raise _Enough
+
+        return hook
+
+    handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in rows_of]
+    device = next((p.device for p in model.parameters()), samples.device)
+    try:
+        with eval_mode(model), torch.no_grad():
+            for start in range(0, samples.shape[0], batch_size):
+                left.update(rows_of)
+                with contextlib.suppress(_Enough):
+                    model(samples[start : start + batch_size].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.cat(found) for name, found in kept.items()}
+
+
+def _design_rows(layer: nn.Module, inputs: torch.Tensor, _outputs: torch.Tensor) -> torch.Tensor:
+    return design_matrix(layer, inputs)
+
+
+def _target_rows(layer: nn.Module, _inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    return _targets(layer, outputs)
 
 
 def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -204,6 +283,8 @@ class ChannelPruning(GroupPruning):
         )
         self.max_rows = check_positive_int(max_rows, "max_rows", "ChannelPruning")
         self.reconstruct = bool(reconstruct)
+        self._targets_for: tuple[int, int] | None = None
+        self._target_cache: dict[str, torch.Tensor] = {}
 
     @property
     def uses_data(self) -> bool:
@@ -259,30 +340,46 @@ class ChannelPruning(GroupPruning):
     ) -> list[int]:  # pragma: no cover - factorize_in ranks with the data it collects
         return list(range(group.size))
 
+    def _reference_targets(self, readers: list[str]) -> dict[str, torch.Tensor]:
+        """The prepared model's output rows of ``readers`` (what refits aim at), sampled once
+        for every layer reading a prunable group, in one pass."""
+        assert self._samples is not None and self._graph is not None
+        key = (id(self._graph), id(self._samples))
+        if self._targets_for != key:
+            self._targets_for, self._target_cache = key, {}
+        missing = [r for r in readers if r not in self._target_cache]
+        if missing:
+            wanted = set(missing).union(*(g.consumers for g in self._groups.values()))
+            wanted -= set(self._target_cache)
+            self._target_cache.update(
+                sampled_rows(
+                    self._graph.view,
+                    dict.fromkeys(sorted(wanted), _target_rows),
+                    self._samples,
+                    self.max_rows,
+                )
+            )
+        return {r: self._target_cache[r] for r in readers}
+
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         if self._structure_only:  # shapes only: the weights are loaded afterwards
             return super().factorize_in(model, name)
         graph, group = self.group_in(model, name)
         assert self._samples is not None and self._graph is not None
         view = graph.view
-        reference = self._graph.view  # the prepared model, as its graph names modules
         readers = list(group.consumers)
-        seen = capture(view, readers, self._samples)
-        same = self.prepared_model is model
-        targets = seen if same else capture(reference, readers, self._samples)
+        designs = sampled_rows(
+            view, dict.fromkeys(readers, _design_rows), self._samples, self.max_rows
+        )
+        targets = self._reference_targets(readers)
         fits = {}
         for reader in readers:  # each layer reading the channels is refit to its old output
             layer = view.get_submodule(reader)
-            design = design_matrix(layer, seen[reader][0])
-            wanted = _targets(reference.get_submodule(reader), targets[reader][1])
+            design, wanted = designs[reader], targets[reader]
             # An earlier pruning may have removed some of this reader's outputs already.
             still = getattr(layer, ORIGINAL_OUTPUTS, None)
             if still is not None:
                 wanted = wanted[:, torch.tensor(still, device=wanted.device)]
-            if design.shape[0] > self.max_rows:
-                generator = torch.Generator().manual_seed(0)
-                rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
-                design, wanted = design[rows.to(design.device)], wanted[rows.to(design.device)]
             layout = graph.modules[reader].inputs
             fits[reader] = _ConsumerFit(layer, layout, group.id, design, wanted)
         return _ChannelPruningFactorization(
