@@ -3,8 +3,8 @@
 For each reference block of ``greedy_compress.demo.models.REFERENCE_BLOCKS`` (ConvNeXt, ViT
 with torch's and hand-written attention, Swin, MBConv with SE, ShuffleNetV2, Inception,
 DenseNet, RegNet; random weights, 1x16x16 inputs) and each scheme, the scheme is prepared,
-every layer it accepts is asked for 0.5 of its rank (``manual_selection``) and the selection
-is applied. A row gives the layers compressed / refused (with the first refusal's reason),
+every layer it accepts is asked for 0.5 of its rank (pruning schemes) or of its MACs
+(decompositions) with ``manual_selection``, and the selection is applied. A row gives the layers compressed / refused (with the first refusal's reason),
 the measured MAC ratio (``count_macs`` of the compressed model; checked to equal the
 selection's exact price), the CPU latency ratio (medians, both models timed interleaved in
 this process) and the seconds the whole compression took (prepare, select, apply).
@@ -72,8 +72,11 @@ def coverage_row(key: str, scheme_name: str, data: list) -> dict:
     row = {"done": len(planned), "refused": len(refused), "why": f"{why[0]}: {why[1]}"[:70]}
     if not planned:
         return row
+    # Pruning: half of each layer's channels (heads...); decompositions: half its MACs (half
+    # the rank of a decomposition can cost more than the layer).
+    ratio_of = "rank" if "pruning" in scheme_name or scheme_name == "snp" else "cost"
     selection = manual_selection(
-        model, {n: 0.5 for n in planned}, scheme=scheme, example_input=example, ratio_of="rank"
+        model, {n: 0.5 for n in planned}, scheme=scheme, example_input=example, ratio_of=ratio_of
     )
     small = apply_selection(model, selection, scheme=scheme, example_input=example)
     row["seconds"] = time.perf_counter() - start

@@ -163,3 +163,20 @@ def test_suffix_only_dictionaries_equal_whole_model_ones_on_attention_blocks(key
                 )
             built[fast] = {n: [e.score for e in s.entries] for n, s in scores.layers.items()}
         assert built[True] == built[False]
+
+
+def test_data_criteria_rank_channels_only_attention_reads_by_the_producers_output():
+    model, scheme, example, _profile, reasons = _prepared("vit_hand", "filter_pruning_nuclear")
+    assert reasons["blocks.0.self_attention.q"] is None  # q and k: read by the matmul only
+    selection = manual_selection(
+        model,
+        {"blocks.0.self_attention.q": 0.5},
+        scheme=scheme,
+        example_input=example,
+        ratio_of="rank",
+    )
+    small = apply_selection(model, selection, scheme=scheme, example_input=example)
+    attention = small.blocks[0].self_attention
+    assert attention.q.out_features == attention.k.out_features == 8  # k pruned with q
+    measured = count_macs(small, example) / count_macs(model, example)
+    assert measured == pytest.approx(selection.predicted_ratio, abs=1e-12) and measured < 1

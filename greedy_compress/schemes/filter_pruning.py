@@ -105,12 +105,17 @@ class FilterPruning(GroupPruning):
         features = None
         if self.uses_data:
             assert self._samples is not None
-            reader = group.consumers[0]
-            inputs, _ = capture(view, [reader], self._samples)[reader]
+            # The first reader's input; channels only attention reads (q, k): the producer's
+            # output.
+            read = bool(group.consumers)
+            reader = group.consumers[0] if read else group.producers[0]
+            inputs, outputs = capture(view, [reader], self._samples)[reader]
+            inputs = inputs if read else outputs
             if isinstance(view.get_submodule(reader), nn.Linear):
                 inputs = inputs.movedim(-1, 1)  # features of tokens: channels to dim 1
             offset, segment = 0, None
-            for part in graph.modules[reader].inputs:
+            use = graph.modules[reader]
+            for part in use.inputs if read else use.outputs:
                 if part.group == group.id:
                     segment = part
                     break
