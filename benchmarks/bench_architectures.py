@@ -4,10 +4,11 @@ For each reference block of ``greedy_compress.demo.models.REFERENCE_BLOCKS`` (Co
 with torch's and hand-written attention, Swin, MBConv with SE, ShuffleNetV2, Inception,
 DenseNet, RegNet; random weights, 1x16x16 inputs) and each scheme, the scheme is prepared,
 every layer it accepts is asked for 0.5 of its rank (pruning schemes) or of its MACs
-(decompositions) with ``manual_selection``, and the selection is applied. A row gives the layers compressed / refused (with the first refusal's reason),
-the measured MAC ratio (``count_macs`` of the compressed model; checked to equal the
-selection's exact price), the CPU latency ratio (medians, both models timed interleaved in
-this process) and the seconds the whole compression took (prepare, select, apply).
+(decompositions) with ``manual_selection``, and the selection is applied. A row gives the
+layers compressed / refused (with the first refusal's reason), the measured MAC ratio
+(``count_macs`` of the compressed model; checked to equal the selection's exact price), the
+CPU latency ratio (medians, both models timed interleaved in this process) and the seconds
+the whole compression took (prepare, select, apply).
 
 Then ResNet-50's architecture (``resnet50()``, random weights) at ``--size`` (224 by
 default) is channel-pruned with reconstruction at 0.5 on every eligible layer, timed by
