@@ -181,8 +181,13 @@ MODEL_FIXTURES = {
 }
 
 
+# Attention-only schemes find nothing in tiny_net: tests/test_architectures.py runs them (full
+# rank reproduces the model, exact cost) on the attention reference blocks.
+ATTENTION_ONLY = {"head_pruning", "snp"}
+
+
 def test_every_scheme_has_a_model_fixture():
-    assert set(available_schemes()) <= set(MODEL_FIXTURES)
+    assert set(available_schemes()) <= set(MODEL_FIXTURES) | ATTENTION_ONLY
 
 
 @pytest.mark.parametrize("scheme_name", sorted(MODEL_FIXTURES))
