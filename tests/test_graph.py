@@ -50,20 +50,20 @@ def test_densenet_concatenation_lays_groups_side_by_side():
     assert set(first.consumers) == {"block1.1.conv", "transition.2"}
 
 
-class _SplitsChannels(nn.Module):
+class _MixesChannels(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3)
-        self.head = nn.Conv2d(2, 2, 1)
+        self.head = nn.Conv2d(4, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x)[:, :2])
+        return self.head(torch.cumsum(self.conv(x), dim=1))
 
 
 def test_operations_the_graph_does_not_model_block_their_channels_with_the_reason():
-    graph = build_graph(_SplitsChannels(), torch.zeros(1, 1, 6, 6))
+    graph = build_graph(_MixesChannels(), torch.zeros(1, 1, 6, 6))
     reason = graph.output_group("conv").blocked
-    assert reason is not None and "getitem" in reason
+    assert reason is not None and "cumsum" in reason
 
 
 class _Shared(nn.Module):
@@ -126,11 +126,13 @@ def test_untraceable_model_error_names_the_module_and_svd_still_works():
     assert set(scores.layers) == {"body.conv", "head"}
 
 
-def test_grouped_convs_are_left_alone_with_the_reason():
-    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 4, 1))
+def test_grouped_convs_split_their_channels_into_equal_parts_paired_across_the_conv():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 6, 3, groups=2), nn.Conv2d(6, 4, 1))
     graph = build_graph(net, torch.zeros(1, 1, 8, 8))
-    assert graph.block_reason("1") == "grouped conv (groups=2)"
-    assert "grouped conv 1" in graph.output_group("0").blocked
+    before, after = graph.output_group("0"), graph.output_group("1")
+    assert (before.blocked, before.parts, after.parts) == (None, 2, 2)
+    assert before.part_group == after.part_group  # conv group g reads part g, writes part g
+    assert graph.modules["1"].groups == 2
 
 
 class _Reduces(nn.Module):

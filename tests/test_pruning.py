@@ -31,13 +31,7 @@ def _schemes():
     }
 
 
-# DenseNet has no layer channel pruning can take (concatenated or shared inputs).
-CASES = [
-    (model, scheme)
-    for model in FACTORIES
-    for scheme in _schemes()
-    if not (model == "densenet" and scheme == "channel_pruning")
-]
+CASES = [(model, scheme) for model in FACTORIES for scheme in _schemes()]
 
 
 def _prepared(model_key, scheme_key):
@@ -69,12 +63,13 @@ def test_measured_cost_equals_analytic_and_full_rank_changes_nothing(model_key, 
                 assert torch.equal(outputs, expected), name
 
 
-def test_channel_pruning_skips_densenet_layers_with_the_reason():
+def test_channel_pruning_refits_readers_of_a_concatenation_and_skips_its_own_readers():
     _, scheme, _, _, layers = _prepared("densenet", "channel_pruning")
-    assert not layers
+    # the stem's channels feed block1.0.conv directly and later layers through the dense
+    # concatenations: pruned under the first reader, every reader refit
+    assert "block1.0.conv" in layers
     skipped = scheme.skipped_layers()
-    assert "concatenation" in skipped["block1.1.conv"]
-    assert "through a concatenation" in skipped["block1.0.conv"]
+    assert "concatenation of several channel groups" in skipped["block1.1.conv"]
 
 
 @pytest.mark.parametrize("model_key", list(FACTORIES))
@@ -305,3 +300,22 @@ def test_pruning_every_layer_at_once_builds_a_working_model_of_the_exact_cost(
     assert small(make_inputs(3)).shape == (3, 10)
     ranks = {name: choice.rank for name, choice in selection.choices.items()}
     assert measure_cost(small, example) == scheme.selection_cost(ranks)
+
+
+def test_sampled_rows_are_the_full_design_rows_drawn_and_each_batch_stops_early():
+    from greedy_compress.model.sampling import capture
+    from greedy_compress.schemes.channel_pruning import design_matrix, sampled_rows
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 1))
+    samples = torch.randn(10, 2, 4, 4)
+    after: list[int] = []
+    net[2].register_forward_hook(lambda *_: after.append(1))
+    rows = sampled_rows(
+        net, {"0": lambda m, x, y: design_matrix(m, x)}, samples, max_rows=50, batch_size=3
+    )
+    assert not after  # every batch stopped once conv 0 had run
+    full = design_matrix(net[0], capture(net, ["0"], samples)["0"][0])  # 160 rows
+    generator = torch.Generator().manual_seed(0)
+    chosen = torch.randperm(160, generator=generator)[:50].sort().values
+    torch.testing.assert_close(rows["0"], full[chosen])  # across batch boundaries too

@@ -26,8 +26,8 @@ def test_every_planned_layer_is_scored_at_every_candidate(tiny_net, distance_eva
         input_shape=SHAPE,
         progress=False,
     )
-    assert scores.planned == ("conv1", "conv2")
-    assert set(scores.skipped) == {"depthwise", "pointwise", "head"}
+    assert scores.planned == ("conv1", "conv2", "pointwise")  # 1x1: its weight SVD
+    assert set(scores.skipped) == {"depthwise", "head"}
     assert scores.baseline == 0.0
     for layer in scores.layers.values():
         assert [e.asked_ratio for e in layer.entries] == [0.25, 0.5, 0.75]

@@ -105,11 +105,13 @@ def measure_latency(
             reference: Run | None = None
             paired[name] = {}
             for rank in sorted({rank for ranks in tried.values() for rank in ranks}):
-                replacements = factorization.replacements(name, rank)
+                swaps = factorization.replacements(name, rank)
+                # The modules that run are timed; a sliced parameter takes no time alone.
+                replacements = {n: m for n, m in swaps.items() if isinstance(m, nn.Module)}
                 if reference is None:  # the same modules at every rank
                     original = module_inputs(model, inputs, list(replacements))
                     reference = [(model.get_submodule(n), original[n]) for n in replacements]
-                with swapped(model, replacements):
+                with swapped(model, swaps):
                     new_inputs = module_inputs(model, inputs, list(replacements))
                 run = [(module, new_inputs[n]) for n, module in replacements.items()]
                 paired[name][rank] = meter.pair(run, reference).ratio

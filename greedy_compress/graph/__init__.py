@@ -18,9 +18,13 @@ from greedy_compress.graph.dependency import (
 from greedy_compress.graph.handlers import ModuleHandler, handler_for, register_handler
 from greedy_compress.graph.prune import (
     ORIGINAL_OUTPUTS,
+    finish_replacements,
     group_cost,
+    group_keeps,
     group_replacements,
+    keeps_replacements,
     module_cost,
+    view_replacements,
 )
 
 __all__ = [
@@ -33,9 +37,13 @@ __all__ = [
     "ModuleUse",
     "Segment",
     "build_graph",
+    "finish_replacements",
     "group_cost",
+    "group_keeps",
     "group_replacements",
     "handler_for",
+    "keeps_replacements",
     "module_cost",
     "register_handler",
+    "view_replacements",
 ]

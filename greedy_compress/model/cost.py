@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from greedy_compress._util.constraints import check_choice
 from greedy_compress.errors import GreedyCompressError
+from greedy_compress.model.attention_flops import ATTENTION_FLOPS
 from greedy_compress.model.modes import eval_mode
 
 __all__ = [
@@ -106,13 +107,16 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     """Count multiply-accumulates of ``module(*inputs)`` with torch's own flop counter.
 
     torch counts a multiply-accumulate as two flops; bias additions and element-wise
-    operations are not counted, which is the usual MAC convention.
+    operations are not counted, which is the usual MAC convention. Attention is counted
+    whole on every path, fused eval-mode kernels included (see
+    :mod:`greedy_compress.model.attention_flops`).
 
     Example:
         >>> count_macs(nn.Linear(4, 3, bias=False), torch.zeros(2, 4))
         24
     """
-    with eval_mode(module), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
+    with eval_mode(module), torch.inference_mode(), counter:
         module(*inputs)
     return counter.get_total_flops() // 2
 

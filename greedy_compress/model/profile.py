@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 COMPRESSIBLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_PROFILED: tuple[type[nn.Module], ...] = (*COMPRESSIBLE_TYPES, nn.MultiheadAttention)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class LayerInfo:
     ``positions`` is how many output vectors the layer computes per forward pass
     (batch x output pixels for a conv, all leading dims for a Linear), so its MACs are
     ``positions * out_channels * in_channels / groups * prod(kernel_size)``.
+
+    An ``nn.MultiheadAttention`` (kind ``"attention"``, listed in
+    :attr:`ModelProfile.attention`) has ``groups`` = its number of heads, and its
+    ``input_shape`` (the query) and ``key_shape`` batch-first.
     """
 
     name: str
@@ -47,11 +53,13 @@ class LayerInfo:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     cost: Cost
+    key_shape: tuple[int, ...] = ()
 
     @property
     def positions(self) -> int:
         """Number of output vectors per forward pass."""
-        channels = self.output_shape[-1] if self.kind == "linear" else self.output_shape[1]
+        last = self.kind in ("linear", "attention")
+        channels = self.output_shape[-1] if last else self.output_shape[1]
         total = 1
         for size in self.output_shape:
             total *= size
@@ -59,6 +67,7 @@ class LayerInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
+        extra = {"key_shape": list(self.key_shape)} if self.key_shape else {}
         return {
             "name": self.name,
             "kind": self.kind,
@@ -73,6 +82,7 @@ class LayerInfo:
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "cost": self.cost.to_dict(),
+            **extra,
         }
 
     @classmethod
@@ -93,6 +103,7 @@ class LayerInfo:
             input_shape=tuple(data["input_shape"]),
             output_shape=tuple(data["output_shape"]),
             cost=Cost.from_dict(data["cost"]),
+            key_shape=tuple(data.get("key_shape", ())),
         )
 
 
@@ -101,13 +112,33 @@ class ModelProfile:
     """A model's total cost and its compressible layers, in network (call) order.
 
     ``unusable`` maps a layer name to why no scheme may touch it (never called, called
-    more than once, ignored by the user).
+    more than once, ignored by the user). ``attention`` lists the ``nn.MultiheadAttention``
+    modules called once (kind ``"attention"``); only schemes that compress whole attention
+    modules add them to their layers (:meth:`with_attention`).
     """
 
     model_cost: Cost
     layers: dict[str, LayerInfo]
     unusable: dict[str, str] = field(default_factory=dict)
     input_shape: tuple[int, ...] = ()
+    attention: dict[str, LayerInfo] = field(default_factory=dict)
+    call_order: tuple[str, ...] = ()
+
+    def with_attention(self) -> ModelProfile:
+        """This profile with the attention modules among its layers, in call order.
+
+        Example:
+            >>> from greedy_compress.demo.models import TinyViT
+            >>> profile = profile_model(TinyViT(depth=1), torch.zeros(1, 3, 16, 16))
+            >>> list(profile.layers)
+            ['patch_embed', 'blocks.0.mlp.fc1', 'blocks.0.mlp.fc2', 'head']
+            >>> list(profile.with_attention().layers)[:2]
+            ['patch_embed', 'blocks.0.self_attention']
+        """
+        merged = {**self.layers, **self.attention}
+        rank = {name: index for index, name in enumerate(self.call_order)}
+        order = sorted(merged, key=lambda name: rank.get(name, len(rank)))
+        return dataclasses.replace(self, layers={name: merged[name] for name in order})
 
 
 def make_example_input(
@@ -206,6 +237,37 @@ def _layer_info(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tens
     )
 
 
+def _attention_info(
+    name: str, module: nn.MultiheadAttention, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+) -> LayerInfo:
+    def batch_first(shape: torch.Size) -> tuple[int, ...]:
+        dims = tuple(shape)
+        return dims if module.batch_first or len(dims) != 3 else (dims[1], dims[0], dims[2])
+
+    query, key, _ = inputs
+    return LayerInfo(
+        name=name,
+        kind="attention",
+        in_channels=module.embed_dim,
+        out_channels=module.out_proj.out_features,
+        kernel_size=(),
+        stride=(),
+        padding=(),
+        dilation=(),
+        groups=module.num_heads,
+        bias=module.in_proj_bias is not None,
+        input_shape=batch_first(query.shape),
+        output_shape=batch_first(out.shape),
+        cost=measure_cost(module, *inputs),
+        key_shape=batch_first(key.shape),
+    )
+
+
+def _attention_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    names = ("query", "key", "value")
+    return tuple(args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(names))
+
+
 def profile_model(
     model: nn.Module, example_input: torch.Tensor, *, ignore: Iterable[str] = ()
 ) -> ModelProfile:
@@ -213,8 +275,9 @@ def profile_model(
 
     Each ``nn.Conv1d``, ``nn.Conv2d`` and ``nn.Linear`` called exactly once is listed by
     fully-qualified name, in the order the forward pass calls them, with its MACs measured by
-    ``torch.utils.flop_counter`` on the input it really received. The model's train/eval
-    state is restored.
+    ``torch.utils.flop_counter`` on the input it really received; each
+    ``nn.MultiheadAttention`` called once is described in ``attention`` (its own projections
+    are not listed: it never calls them as modules). The model's train/eval state is restored.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 10))
@@ -223,25 +286,39 @@ def profile_model(
         (['0', '2'], 1296)
     """
     ignore = _check_ignore(model, ignore)
-    candidates = {
+    inside_attention = [
+        name + "." for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
+    ]
+    candidates: dict[str, nn.Module] = {
         name: module
         for name, module in model.named_modules()
-        if isinstance(module, COMPRESSIBLE_TYPES) and name
+        if isinstance(module, _PROFILED)
+        and name
+        and not any(name.startswith(prefix) for prefix in inside_attention)
     }
-    # Per layer: (call index, input, output) of every call, so layers keep network order.
-    seen: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {n: [] for n in candidates}
+    # Per layer: (call index, inputs, output) of every call, so layers keep network order.
+    seen: dict[str, list[tuple[int, tuple[torch.Tensor, ...], torch.Tensor]]] = {
+        n: [] for n in candidates
+    }
     call_index = itertools.count()
 
     def make_hook(layer_name: str):
-        def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-                seen[layer_name].append(
-                    (next(call_index), args[0].detach().clone(), output.detach())
-                )
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: Any, output: Any) -> None:
+            if isinstance(module, nn.MultiheadAttention):
+                inputs, output = _attention_inputs(args, kwargs), output[0]
+            else:
+                inputs = args[:1]
+            tensors = inputs and all(isinstance(t, torch.Tensor) for t in inputs)
+            if tensors and isinstance(output, torch.Tensor):
+                copies = tuple(t.detach().clone() for t in inputs)
+                seen[layer_name].append((next(call_index), copies, output.detach()))
 
         return hook
 
-    handles = [module.register_forward_hook(make_hook(name)) for name, module in candidates.items()]
+    handles = [
+        module.register_forward_hook(make_hook(name), with_kwargs=True)
+        for name, module in candidates.items()
+    ]
     try:
         model_cost = measure_cost(model, example_input)  # in eval mode
     except Exception as error:  # the user's model on the user's input: say which input
@@ -257,22 +334,28 @@ def profile_model(
 
     order = sorted((name for name in candidates if seen[name]), key=lambda n: seen[n][0][0])
     layers: dict[str, LayerInfo] = {}
+    attention: dict[str, LayerInfo] = {}
     unusable: dict[str, str] = {}
     for name in candidates:
         if not seen[name]:
             unusable[name] = "not called in the forward pass"
     for name in order:
         calls = seen[name]
+        module = candidates[name]
         if _is_ignored(name, ignore):
             unusable[name] = "ignored by the user"
         elif len(calls) > 1:
             unusable[name] = f"called {len(calls)} times per forward pass (shared module)"
+        elif isinstance(module, nn.MultiheadAttention):
+            attention[name] = _attention_info(name, module, calls[0][1], calls[0][2])
         else:
-            _, inp, out = calls[0]
-            layers[name] = _layer_info(name, candidates[name], inp, out)
+            _, inputs, out = calls[0]
+            layers[name] = _layer_info(name, module, inputs[0], out)
     return ModelProfile(
         model_cost=model_cost,
         layers=layers,
         unusable=unusable,
         input_shape=tuple(example_input.shape),
+        attention=attention,
+        call_order=tuple(order),
     )

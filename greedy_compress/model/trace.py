@@ -7,6 +7,7 @@ leaves, and a failure names the module fx was inside.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection
 from typing import Any
 
@@ -58,10 +59,27 @@ def _same_outputs(expected: Any, got: Any) -> bool:
     return True
 
 
+def _defaults(model: nn.Module) -> dict[str, Any] | None:
+    """The forward's arguments after the first that have defaults: the pipeline calls models
+    with one input, so they take their defaults (and control flow on them traces)."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    found = {
+        p.name: p.default
+        for p in parameters
+        if p.kind in kinds and p.default is not inspect.Parameter.empty
+    }
+    return found or None
+
+
 def trace_model(
     model: nn.Module, *, leaves: Collection[str] = (), example: Any = None
 ) -> fx.GraphModule:
-    """Trace ``model`` in eval mode (its modules' modes are restored afterwards).
+    """Trace ``model`` in eval mode (its modules' modes are restored afterwards), as called
+    with one input: arguments after the first take their defaults.
 
     Args:
         model: the model.
@@ -84,7 +102,7 @@ def trace_model(
     tracer = _Tracer(frozenset(leaves))
     with eval_mode(model):
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=_defaults(model))
         except Exception as error:  # fx raises many types; all mean "not traceable"
             where = tracer.failed_in or ""
             module = model.get_submodule(where) if where else model

@@ -17,17 +17,21 @@ from greedy_compress.schemes.filter_pruning import (
     IndexPruning,
     filter_pruning_scheme,
 )
+from greedy_compress.schemes.head_pruning import HeadPruning
+from greedy_compress.schemes.snp import SNP
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.tucker import Tucker2, tucker2
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
 
 __all__ = [
     "CP",
+    "SNP",
     "Candidate",
     "ChannelPruning",
     "DataAwareScheme",
     "Factorization",
     "FilterPruning",
+    "HeadPruning",
     "IndexPruning",
     "Scheme",
     "SpatialSVD",
@@ -55,6 +59,8 @@ _SCHEMES.register(FilterPruning)  # filter_pruning_l2
 _SCHEMES.register(filter_pruning_scheme("gm"))
 _SCHEMES.register(filter_pruning_scheme("nuclear"))
 _SCHEMES.register(IndexPruning)
+_SCHEMES.register(HeadPruning)
+_SCHEMES.register(SNP)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names

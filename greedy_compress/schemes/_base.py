@@ -33,6 +33,7 @@ from greedy_compress.graph import ChannelCosts
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.model.statistics import InputMoment
+from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._equivalent import equivalent_weight
 
 __all__ = ["Candidate", "Factorization", "Scheme"]
@@ -59,11 +60,12 @@ class Factorization(ABC):
     def build(self, rank: int) -> nn.Module:
         """Return a new module approximating the layer at ``rank``."""
 
-    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+    def replacements(self, name: str, rank: int) -> dict[str, Replacement]:
         """New modules to put into the model, by fully-qualified name, for layer ``name``.
 
         Most schemes replace only the layer itself; a scheme that also changes other
         modules (channel pruning shrinks the layers feeding the pruned one) overrides this.
+        A replacement may also be a parameter (a layer scale sliced with the channels).
         """
         return {name: self.build(rank)}
 
@@ -177,6 +179,11 @@ class Scheme(ABC):
         """Decompose layer ``name`` of ``model``. Schemes that need more than the layer
         (the model's graph, data) override this; by default it is :meth:`factorize`."""
         return self.factorize(model.get_submodule(name))
+
+    def rank_step(self, layer: LayerInfo) -> int:
+        """Valid ranks of ``layer`` are multiples of this (1 by default; pruning a group split
+        into heads keeps the same number of channels in each head)."""
+        return 1
 
     def compress(self, module: nn.Module, rank: int) -> nn.Module:
         """Return a new module replacing ``module`` at ``rank``."""

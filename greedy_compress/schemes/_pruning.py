@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -28,10 +29,11 @@ from greedy_compress.graph import (
     group_cost,
     group_replacements,
 )
-from greedy_compress.model.cost import Cost, measure_cost
+from greedy_compress.model.cost import Cost, CostMetric, measure_cost
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.model.statistics import InputMoment
+from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._base import Factorization, Scheme
 
 __all__ = ["GroupPruning", "PruningFactorization"]
@@ -57,15 +59,28 @@ class PruningFactorization(Factorization):
         self.order = [int(c) for c in order]
 
     def keep(self, rank: int) -> list[int]:
-        """The channels kept at ``rank``, in ascending order."""
-        return sorted(self.order[:rank])
+        """The channels kept at ``rank``, in ascending order: the first ``rank`` of the
+        order, or for a group split into heads the first ``rank / heads`` of each head."""
+        parts = self.group.parts
+        if parts <= 1:
+            return sorted(self.order[:rank])
+        per, quota = self.group.size // parts, rank // parts
+        taken = [0] * parts
+        kept = []
+        for channel in self.order:
+            if taken[channel // per] < quota:
+                taken[channel // per] += 1
+                kept.append(channel)
+        return sorted(kept)
 
-    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+    def replacements(self, name: str, rank: int) -> dict[str, Replacement]:
         return group_replacements(self.model, self.graph, self.group, self.keep(rank))
 
     def build(self, rank: int) -> nn.Module:
         # The layer alone; the model needs every module of replacements().
-        return self.replacements(self.name, rank)[self.name]
+        layer = self.replacements(self.name, rank)[self.name]
+        assert isinstance(layer, nn.Module)
+        return layer
 
     def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
         """The layer's own output error: its pruned weight, zero where channels went."""
@@ -165,10 +180,7 @@ class GroupPruning(Scheme):
         self._groups, self._reasons = {}, {}
         self._model_cost = profile.model_cost if profile is not None else None
         unusable = profile.unusable if profile is not None else {}
-        for name in graph.modules:
-            if graph.modules[name].role not in ("conv", "linear"):
-                continue
-            group, reason = self.group_for(graph, name)
+        for name, (group, reason) in self.candidates(graph).items():
             if group is not None:
                 bad = next((m for m in group.members if m in unusable), None)
                 if bad is not None:
@@ -179,8 +191,15 @@ class GroupPruning(Scheme):
                 self._groups[name] = group
         for name, reason in graph.blocked_modules.items():
             self._reasons.setdefault(name, reason)
+        for name, use in graph.modules.items():
+            if use.role == "depthwise":
+                self._reasons.setdefault(
+                    name,
+                    "a depthwise conv: it loses the channels it carries with their producers",
+                )
         if profile is None:
             return None
+        profile = self.profile_layers(profile)
         layers = {
             name: dataclasses.replace(info, cost=group_cost(graph, group, group.size))
             if (group := self._groups.get(name)) is not None
@@ -188,6 +207,52 @@ class GroupPruning(Scheme):
             for name, info in profile.layers.items()
         }
         return dataclasses.replace(profile, layers=layers)
+
+    def candidates(self, graph: DependencyGraph) -> dict[str, tuple[ChannelGroup | None, str]]:
+        """Each layer the scheme might prune, with its group or why it cannot: by default the
+        model's Convs and Linears."""
+        return {
+            name: self.group_for(graph, name)
+            for name, use in graph.modules.items()
+            if use.role in ("conv", "linear") and graph.in_model(name)
+        }
+
+    def profile_layers(self, profile: ModelProfile) -> ModelProfile:
+        """The profile whose layers the scheme compresses (the Convs and Linears; attention
+        schemes add the attention modules)."""
+        return profile
+
+    def rank_step(self, layer: LayerInfo) -> int:
+        """Ranks are multiples of this: a group split into heads keeps the same number of
+        channels in each head."""
+        group = self._groups.get(layer.name)
+        return group.parts if group is not None else 1
+
+    def rank_for_ratio(
+        self, layer: LayerInfo, ratio: float, metric: CostMetric, multiplicity: int = 1
+    ) -> int:
+        step = math.lcm(multiplicity, self.rank_step(layer))
+        top = self.max_rank(layer)
+        if step == 1:
+            return super().rank_for_ratio(layer, ratio, metric, multiplicity)
+        budget = ratio * layer.cost.get(metric)
+        low, high = 1, max(1, top // step)
+        while low < high:  # cost grows with the rank: the largest multiple within budget
+            middle = (low + high + 1) // 2
+            if self.cost(layer, middle * step).get(metric) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        return top if ratio >= 1 else min(low * step, top)
+
+    def unsupported_reason(self, layer: LayerInfo, metric: CostMetric) -> str | None:
+        reason = self.skip_reason(layer)
+        if reason is not None:
+            return reason
+        step = self.rank_step(layer)
+        if self.cost(layer, step).get(metric) >= layer.cost.get(metric):
+            return f"{self.name} cannot lower its {metric} cost even at rank {step}"
+        return None
 
     def _group(self, name: str) -> ChannelGroup:
         if self._graph is None:

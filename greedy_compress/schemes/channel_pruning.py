@@ -15,7 +15,9 @@ every position of every sample (no ``max_rows`` cap) and no model run per layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -23,20 +25,26 @@ from torch import nn
 from torch.nn import functional
 
 from greedy_compress._util.constraints import check_positive_int
+from greedy_compress.errors import GreedyCompressError
 from greedy_compress.graph import (
     ORIGINAL_OUTPUTS,
     ChannelGroup,
     DependencyGraph,
-    group_replacements,
+    finish_replacements,
+    group_keeps,
+    keeps_replacements,
 )
 from greedy_compress.model.hashing import tensor_hash
+from greedy_compress.model.modes import eval_mode
 from greedy_compress.model.modules import weight_of
-from greedy_compress.model.sampling import capture, take_samples
+from greedy_compress.model.sampling import take_samples
 from greedy_compress.model.statistics import Calibration, InputMoment
+from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._base import Factorization
+from greedy_compress.schemes._consumer_fit import ConsumerFit
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
-__all__ = ["ChannelPruning", "design_matrix"]
+__all__ = ["ChannelPruning", "design_matrix", "sampled_rows"]
 
 
 def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> torch.Tensor:
@@ -69,75 +77,87 @@ def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> tor
 
 def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     """The layer's outputs as rows matching :func:`design_matrix`, without the bias."""
-    if outputs.dim() > 2:
+    if outputs.dim() > 2 and not isinstance(layer, nn.Linear):
         outputs = outputs.movedim(1, -1)
     rows = outputs.reshape(-1, outputs.shape[-1])
     bias = getattr(layer, "bias", None)
     return rows - bias.detach() if bias is not None else rows
 
 
-def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """Solve min ||D[:, columns] W - Y|| from D.T D and D.T Y, with a tiny ridge so that
-    channels that never fire (all-zero columns) give a well-posed system."""
-    block = gram[columns][:, columns]
-    ridge = 1e-8 * block.diagonal().mean().clamp_min(1e-12)
-    eye = torch.eye(len(columns), dtype=block.dtype, device=block.device)
-    return torch.linalg.solve(block + ridge * eye, cross[columns])
+class _Enough(Exception):
+    """Raised by a hook once every wanted layer has run on a batch: the rest is not needed."""
 
 
-class _ConsumerFit:
-    """One reading layer's sampled data: channel energies and normal equations."""
+@functools.lru_cache(maxsize=64)
+def _chosen_rows(total: int, limit: int) -> torch.Tensor | None:
+    """The rows kept of ``total`` (sorted; None keeps all): ``limit`` drawn at random."""
+    if total <= limit:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    return torch.randperm(total, generator=generator)[:limit].sort().values
 
-    def __init__(self, layer: nn.Module, size: int, design: torch.Tensor, targets: torch.Tensor):
-        self.taps = design.shape[1] // size
-        weight = weight_of(layer).detach()
-        weight = weight.reshape(weight.shape[0], -1)
-        # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
-        # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
-        rows = design.reshape(design.shape[0], size, self.taps).double()
-        taps_w = weight.reshape(weight.shape[0], size, self.taps).double()
-        energy = (
-            torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
-        ).sum(dim=(1, 2))
-        self.energy = energy / energy.sum().clamp_min(1e-30)  # each reader counts equally
-        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
-        design = design.double()
-        self.gram = design.T @ design
-        self.cross = design.T @ targets.double()
 
-    @classmethod
-    def from_moment(
-        cls,
-        layer: nn.Module,
-        size: int,
-        moment: InputMoment,
-        original: torch.Tensor,
-        outputs: list[int] | None,
-    ) -> _ConsumerFit:
-        """The same from the input moment: ``D.T D ~ H`` and ``D.T Y ~ H W_originalᵀ``
-        (``outputs``: the original output channels the layer still has)."""
-        fit = cls.__new__(cls)
-        fit.taps = moment.features // size
-        gram = moment.patch_matrix()
-        weight = weight_of(layer).detach().double().reshape(weight_of(layer).shape[0], -1)
-        blocks = gram.reshape(size, fit.taps, size, fit.taps).diagonal(dim1=0, dim2=2)
-        taps_w = weight.reshape(weight.shape[0], size, fit.taps)
-        energy = (blocks.permute(2, 0, 1) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)).sum(
-            dim=(1, 2)
-        )
-        fit.energy = energy / energy.sum().clamp_min(1e-30)
-        target = original.detach().double().reshape(original.shape[0], -1)
-        if outputs is not None:
-            target = target[torch.tensor(outputs)]
-        fit.gram, fit.cross = gram, gram @ target.T
-        return fit
+RowsOf = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
-    def refit(self, layer: nn.Module, keep: list[int]) -> None:
-        columns = torch.tensor([c * self.taps + t for c in keep for t in range(self.taps)])
-        solution = _least_squares(self.gram, self.cross, columns)
-        weight = weight_of(layer)
-        with torch.no_grad():
-            weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))
+
+def sampled_rows(
+    model: nn.Module,
+    rows_of: Mapping[str, RowsOf],
+    samples: torch.Tensor,
+    max_rows: int,
+    *,
+    batch_size: int = 16,
+) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``samples``; for each named layer keep at most ``max_rows`` rows of
+    ``rows_of[name](layer, input, output)`` (rows ordered by sample: the same rows of
+    every layer with as many rows per sample). Each batch stops once every named layer ran.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> rows = sampled_rows(net, {"0": lambda m, x, y: y}, torch.randn(40, 2), 8)
+        >>> tuple(rows["0"].shape)
+        (8, 3)
+    """
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name in rows_of}
+    left: set[str] = set()
+    start = 0
+
+    def make_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            rows = rows_of[name](module, args[0].detach(), output.detach())
+            per = rows.shape[0] // args[0].shape[0]  # rows per sample
+            chosen = _chosen_rows(per * samples.shape[0], max_rows)
+            if chosen is not None:
+                low = start * per
+                inside = chosen[(chosen >= low) & (chosen < low + rows.shape[0])]
+                rows = rows[(inside - low).to(rows.device)]
+            kept[name].append(rows)
+            left.discard(name)
+            if not left:
+                raise _Enough
+
+        return hook
+
+    handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in rows_of]
+    device = next((p.device for p in model.parameters()), samples.device)
+    try:
+        with eval_mode(model), torch.no_grad():
+            for start in range(0, samples.shape[0], batch_size):
+                left.update(rows_of)
+                with contextlib.suppress(_Enough):
+                    model(samples[start : start + batch_size].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.cat(found) for name, found in kept.items()}
+
+
+def _design_rows(layer: nn.Module, inputs: torch.Tensor, _outputs: torch.Tensor) -> torch.Tensor:
+    return design_matrix(layer, inputs)
+
+
+def _target_rows(layer: nn.Module, _inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    return _targets(layer, outputs)
 
 
 class _ChannelPruningFactorization(PruningFactorization):
@@ -149,20 +169,21 @@ class _ChannelPruningFactorization(PruningFactorization):
         graph: DependencyGraph,
         group: ChannelGroup,
         name: str,
-        fits: dict[str, _ConsumerFit],
+        fits: dict[str, ConsumerFit],
     ) -> None:
         energy = torch.stack([fit.energy for fit in fits.values()]).sum(dim=0)
         order = torch.sort(energy, descending=True, stable=True).indices.tolist()
         super().__init__(model, graph, group, order, name=name)
         self.scheme, self.fits = scheme, fits
 
-    def replacements(self, name: str, rank: int) -> dict[str, nn.Module]:
+    def replacements(self, name: str, rank: int) -> dict[str, Replacement]:
         keep = self.keep(rank)
-        modules = group_replacements(self.model, self.graph, self.group, keep)
+        keeps = group_keeps(self.graph, self.group, keep)
+        modules = keeps_replacements(self.graph, keeps)
         if self.scheme.reconstruct and rank < self.group.size:  # nothing removed: keep as is
             for reader, fit in self.fits.items():
-                fit.refit(modules[reader], keep)
-        return modules
+                fit.refit(modules[reader], keep)  # type: ignore[arg-type]
+        return finish_replacements(self.model, self.graph, keeps, modules)
 
 
 class ChannelPruning(GroupPruning):
@@ -178,10 +199,11 @@ class ChannelPruning(GroupPruning):
             ``num_reconstruction_samples`` samples (every position, one calibration pass for
             all layers; see the module docstring) instead of ``max_rows`` sampled rows.
 
-    When the input channels also feed other layers (after a residual add), they are pruned
-    from all of them, each refit to its own original output, under the first reader's name
-    (the others are skipped with that reason). Layers reading a concatenation, or channels
-    that also feed one, are skipped with the reason: filter pruning handles those.
+    When the input channels also feed other layers (after a residual add, or a
+    concatenation), they are pruned from all of them, each refit to its own original
+    output, under the first reader's name (the others are skipped with that reason). Layers
+    reading a concatenation of several groups, or channels that also feed a grouped conv,
+    are skipped with the reason: filter pruning handles those.
 
     Example:
         >>> scheme = ChannelPruning(data=train_loader)
@@ -212,6 +234,8 @@ class ChannelPruning(GroupPruning):
         self.reconstruct = bool(reconstruct)
         self.statistics = bool(statistics)
         self._calibration: Calibration | None = None
+        self._targets_for: tuple[int, int] | None = None
+        self._target_cache: dict[str, torch.Tensor] = {}
 
     @property
     def uses_data(self) -> bool:
@@ -245,23 +269,29 @@ class ChannelPruning(GroupPruning):
         use = graph.modules.get(name)
         if use is None or use.role not in ("conv", "linear"):
             return None, "not a Conv/Linear of the traced model"
-        if len(use.inputs) != 1:
+        if len({s.group for s in use.inputs}) != 1:
             return None, "its input is a concatenation of several channel groups"
         group = graph.groups[use.inputs[0].group]
         if group.blocked is not None:
             return None, f"its input channels are {group.blocked}"
-        if group.size < 2:
-            return None, "it has a single input channel"
-        if group.consumers[0] != name:
+        if group.size // group.parts < 2:
+            return None, "it has a single input channel" + (" per head" if group.parts > 1 else "")
+        owner = next((c for c in group.consumers if graph.in_model(c)), name)
+        if owner != name:
             return None, (
-                f"its input channels also feed {group.consumers[0]}; "
+                f"its input channels also feed {owner}; "
                 "they are pruned (and every reader refit) with that layer"
             )
-        concatenated = [c for c in group.consumers if len(graph.modules[c].inputs) != 1]
-        if concatenated:
+        if graph.stacked_with(group.id):
             return None, (
-                f"its input channels also feed {', '.join(concatenated)} through a "
-                "concatenation; filter pruning handles those channels"
+                "its input channels are laid side by side with others of equal width in one "
+                "reshape (a fused qkv projection); head_pruning and snp prune them together"
+            )
+        grouped = [c for c in group.consumers if graph.modules[c].groups > 1]
+        if grouped:
+            return None, (
+                f"its input channels also feed the grouped conv {grouped[0]}, which the "
+                "least-squares refit does not handle; filter pruning prunes those channels"
             )
         return group, ""
 
@@ -270,43 +300,72 @@ class ChannelPruning(GroupPruning):
     ) -> list[int]:  # pragma: no cover - factorize_in ranks with the data it collects
         return list(range(group.size))
 
+    def _reference_targets(self, readers: list[str]) -> dict[str, torch.Tensor]:
+        """The prepared model's output rows of ``readers`` (what refits aim at), sampled once
+        for every layer reading a prunable group, in one pass."""
+        assert self._samples is not None and self._graph is not None
+        key = (id(self._graph), id(self._samples))
+        if self._targets_for != key:
+            self._targets_for, self._target_cache = key, {}
+        missing = [r for r in readers if r not in self._target_cache]
+        if missing:
+            wanted = set(missing).union(*(g.consumers for g in self._groups.values()))
+            wanted -= set(self._target_cache)
+            self._target_cache.update(
+                sampled_rows(
+                    self._graph.view,
+                    dict.fromkeys(sorted(wanted), _target_rows),
+                    self._samples,
+                    self.max_rows,
+                )
+            )
+        return {r: self._target_cache[r] for r in readers}
+
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         if self._structure_only:  # shapes only: the weights are loaded afterwards
             return super().factorize_in(model, name)
         graph, group = self.group_in(model, name)
-        assert self._samples is not None
-        reference = self.prepared_model
+        assert self._samples is not None and self._graph is not None
+        view = graph.view
         readers = list(group.consumers)
         if self.statistics:
+            reference = self._graph.view  # the prepared model, as the graph names its layers
             moments = self._moments(reference)
+            missing = [r for r in readers if r not in moments]
+            if missing:
+                raise GreedyCompressError(
+                    f"ChannelPruning(statistics=True) has no input statistics for layer "
+                    f"{missing[0]!r} (a layer inside a module the calibration pass does not "
+                    "see); use statistics=False for this model."
+                )
             fits = {
-                reader: _ConsumerFit.from_moment(
-                    model.get_submodule(reader),
-                    group.size,
+                reader: ConsumerFit.from_moment(
+                    view.get_submodule(reader),
+                    graph.modules[reader].inputs,
+                    group.id,
                     moments[reader],
                     weight_of(reference.get_submodule(reader)),
-                    getattr(model.get_submodule(reader), ORIGINAL_OUTPUTS, None),
+                    getattr(view.get_submodule(reader), ORIGINAL_OUTPUTS, None),
                 )
                 for reader in readers
             }
             return _ChannelPruningFactorization(
                 scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
             )
-        seen = capture(model, readers, self._samples)
-        targets = seen if reference is model else capture(reference, readers, self._samples)
+        designs = sampled_rows(
+            view, dict.fromkeys(readers, _design_rows), self._samples, self.max_rows
+        )
+        targets = self._reference_targets(readers)
         fits = {}
         for reader in readers:  # each layer reading the channels is refit to its old output
-            design = design_matrix(model.get_submodule(reader), seen[reader][0])
-            wanted = _targets(reference.get_submodule(reader), targets[reader][1])
+            layer = view.get_submodule(reader)
+            design, wanted = designs[reader], targets[reader]
             # An earlier pruning may have removed some of this reader's outputs already.
-            still = getattr(model.get_submodule(reader), ORIGINAL_OUTPUTS, None)
+            still = getattr(layer, ORIGINAL_OUTPUTS, None)
             if still is not None:
                 wanted = wanted[:, torch.tensor(still, device=wanted.device)]
-            if design.shape[0] > self.max_rows:
-                generator = torch.Generator().manual_seed(0)
-                rows = torch.randperm(design.shape[0], generator=generator)[: self.max_rows]
-                design, wanted = design[rows.to(design.device)], wanted[rows.to(design.device)]
-            fits[reader] = _ConsumerFit(model.get_submodule(reader), group.size, design, wanted)
+            layout = graph.modules[reader].inputs
+            fits[reader] = ConsumerFit(layer, layout, group.id, design, wanted)
         return _ChannelPruningFactorization(
             scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
         )

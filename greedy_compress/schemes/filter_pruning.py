@@ -85,17 +85,14 @@ class FilterPruning(GroupPruning):
             )
 
     def group_for(self, graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
-        group = graph.output_group(name)
+        group, reason = output_group_for(graph, name)
         if group is None:
-            return None, "its output channels are not tracked"
-        if group.blocked is not None:
-            return None, f"its output channels cannot change: {group.blocked}"
-        if group.size < 2:
-            return None, "it has a single output channel"
-        if group.producers[0] != name:
+            return None, reason
+        owner = next(p for p in group.producers if graph.in_model(p))
+        if owner != name:
             return None, (
-                f"its output channels are tied to {group.producers[0]}'s "
-                "(residual add); they are pruned with that layer"
+                f"its output channels are tied to {owner}'s (a residual add, or attention's "
+                "query and key); they are pruned with that layer"
             )
         return group, ""
 
@@ -103,14 +100,22 @@ class FilterPruning(GroupPruning):
         self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup
     ) -> ChannelEvidence:
         """The producers' filters and, for data criteria, the group's feature maps."""
-        weights = tuple(weight_of(model.get_submodule(p)).detach() for p in group.producers)
+        view = graph.view if graph.view is not None else model
+        weights = tuple(producer_rows(view, graph, group))
         features = None
         if self.uses_data:
             assert self._samples is not None
-            reader = group.consumers[0]
-            inputs, _ = capture(model, [reader], self._samples)[reader]
+            # The first reader's input; channels only attention reads (q, k): the producer's
+            # output.
+            read = bool(group.consumers)
+            reader = group.consumers[0] if read else group.producers[0]
+            inputs, outputs = capture(view, [reader], self._samples)[reader]
+            inputs = inputs if read else outputs
+            if isinstance(view.get_submodule(reader), nn.Linear):
+                inputs = inputs.movedim(-1, 1)  # features of tokens: channels to dim 1
             offset, segment = 0, None
-            for part in graph.modules[reader].inputs:
+            use = graph.modules[reader]
+            for part in use.inputs if read else use.outputs:
                 if part.group == group.id:
                     segment = part
                     break
@@ -187,8 +192,58 @@ class IndexPruning(FilterPruning):
                 f"channel indices in [0, {group.size}) for {name!r}, leaving one channel or more",
                 sorted(removed),
             )
+        per = group.size // group.parts
+        if len({sum(c // per == part for c in removed) for part in range(group.parts)}) > 1:
+            raise bad_parameter(
+                "indices",
+                "IndexPruning",
+                f"as many channels in each of the {group.parts} heads of {name!r} "
+                f"({per} channels each)",
+                sorted(removed),
+            )
         kept = [c for c in range(group.size) if c not in removed]
         return kept + sorted(removed)
+
+
+def output_group_for(graph: DependencyGraph, name: str) -> tuple[ChannelGroup | None, str]:
+    """The group of layer ``name``'s output channels if they can be pruned, else why not."""
+    use = graph.modules.get(name)
+    if use is None or use.role not in ("conv", "linear"):
+        return None, "its output channels are not tracked"
+    if len({s.group for s in use.outputs}) > 1:
+        return None, (
+            f"its output channels are split into {len(use.outputs)} parts (a chunk, a slice, "
+            "a fused projection); the layers reading each part prune it"
+        )
+    group = graph.groups[use.outputs[0].group]
+    if group.blocked is not None:
+        return None, f"its output channels cannot change: {group.blocked}"
+    if graph.stacked_with(group.id):
+        return None, (
+            "its channels are laid side by side with others of equal width in one reshape "
+            "(a fused qkv projection); head_pruning and snp prune them together"
+        )
+    if group.size // group.parts < 2:
+        per = "head" if group.parts > 1 else "layer"
+        return None, f"it has a single output channel per {per}"
+    return group, ""
+
+
+def producer_rows(
+    view: nn.Module, graph: DependencyGraph, group: ChannelGroup
+) -> list[torch.Tensor]:
+    """Each producer's filters of the group's channels, one row per channel (a producer
+    writing the group in several places, like q and k of a fused projection, gives each)."""
+    rows = []
+    for producer in group.producers:
+        weight = weight_of(view.get_submodule(producer)).detach()
+        offset = 0
+        for segment in graph.modules[producer].outputs:
+            width = segment.size * segment.block
+            if segment.group == group.id:
+                rows.append(weight[offset : offset + width])
+            offset += width
+    return rows
 
 
 def _no_criterion(evidence: ChannelEvidence) -> torch.Tensor:  # pragma: no cover - unused

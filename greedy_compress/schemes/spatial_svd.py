@@ -3,7 +3,9 @@
 The kernel ``W[o, c, i, j]`` is read as a matrix with rows (c, i) and columns (o, j); its
 rank-r SVD gives the vertical conv (from the left factor) and the horizontal conv (from the
 right factor). Stride, padding and dilation split by dimension, so the pair computes
-exactly the original at full rank.
+exactly the original at full rank. A 1x1 conv (or a kh x 1 / 1 x kw one) is taken too, as
+AIMET does: there the split is the weight SVD, two 1x1 convs through a rank-r bottleneck, so
+MobileNet- and EfficientNet-style models (mostly pointwise convs) reach their targets.
 
 Data-aware (``SpatialSVD(data_aware=True, data=...)``): the vertical conv reads each input
 channel's kh vertical taps, so the matrix's rows are whitened by the Cholesky factor ``S`` of
@@ -79,7 +81,7 @@ class _SpatialSVDFactorization(Factorization):
 
 
 class SpatialSVD(DataAwareScheme):
-    """Spatial SVD for ``nn.Conv2d`` with ``groups=1`` and a kernel larger than 1 both ways.
+    """Spatial SVD for ``nn.Conv2d`` with ``groups=1``, 1x1 convs included.
 
     Args:
         data_aware: whiten by the layer's input statistics on calibration ``data`` (see
@@ -96,8 +98,6 @@ class SpatialSVD(DataAwareScheme):
             return f"{layer.kind} layer; spatial SVD needs a 2-D convolution"
         if layer.groups != 1:
             return f"grouped conv (groups={layer.groups}); spatial SVD needs groups=1"
-        if min(layer.kernel_size) == 1:
-            return f"kernel {layer.kernel_size} has size 1 along a dimension; nothing to split"
         return None
 
     def max_rank(self, layer: LayerInfo) -> int:
@@ -126,5 +126,7 @@ def spatial_svd(conv: nn.Conv2d, rank: int) -> nn.Sequential:
         >>> pair = spatial_svd(nn.Conv2d(8, 16, 3, padding=1), 4)
         >>> [tuple(m.kernel_size) for m in pair]
         [(3, 1), (1, 3)]
+        >>> [tuple(m.kernel_size) for m in spatial_svd(nn.Conv2d(8, 16, 1), 4)]  # weight SVD
+        [(1, 1), (1, 1)]
     """
     return _SpatialSVDFactorization(conv).build(rank)

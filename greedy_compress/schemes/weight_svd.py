@@ -1,7 +1,10 @@
 """Weight SVD: a layer becomes a rank-r layer followed by a 1x1 (or Linear) projection.
 
 A k x k conv (in -> out) becomes a k x k conv (in -> r) then a 1x1 conv (r -> out, with the
-bias); a Linear becomes Linear(in -> r) then Linear(r -> out).
+bias); a Linear becomes Linear(in -> r) then Linear(r -> out). An ``nn.MultiheadAttention``
+(its packed ``in_proj_weight`` split into q, k and v) becomes an
+:class:`~greedy_compress.model.attention.Attention` whose four projections are each such a
+rank-r pair.
 
 Data-aware (``WeightSVD(data_aware=True, data=...)``): the SVD of ``W S`` instead of ``W``,
 ``S`` the Cholesky factor of the second moment of the layer's input patches (SVD-LLM), so
@@ -12,13 +15,16 @@ sum of the squared singular values.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from greedy_compress.model.attention import Attention
 from greedy_compress.model.cost import Cost
 from greedy_compress.model.modules import conv_like, factory_of
-from greedy_compress.model.profile import LayerInfo
+from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.model.statistics import InputMoment
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._data_aware import DataAwareScheme
@@ -72,8 +78,38 @@ class _WeightSVDFactorization(Factorization):
         return nn.Sequential(first, second)
 
 
+class _AttentionSVDFactorization(Factorization):
+    """The q, k, v and output projections of an ``nn.MultiheadAttention``, each split."""
+
+    def __init__(self, module: nn.MultiheadAttention) -> None:
+        self.attention = Attention.from_multihead(module)
+        self.parts = {
+            key: _WeightSVDFactorization(getattr(self.attention, key))
+            for key in ("q_proj", "k_proj", "v_proj", "out_proj")
+        }
+
+    def build(self, rank: int) -> nn.Module:
+        new = self.attention.materialized()
+        for key, part in self.parts.items():
+            setattr(new, key, part.build(min(rank, part.svd.max_rank)))
+        return new
+
+
+def _attention_cost(layer: LayerInfo, rank: int) -> Cost:
+    """Rank-``rank`` q, k, v and output projections plus the attention matmuls (unchanged)."""
+    embed, out = layer.in_channels, layer.out_channels
+    queries = math.prod(layer.input_shape[:-1])
+    keys = math.prod(layer.key_shape[:-1])
+    pairs = queries * layer.key_shape[1]
+    projections = (queries + 2 * keys) * rank * 2 * embed + queries * rank * (embed + out)
+    params = 3 * rank * 2 * embed + rank * (embed + out)
+    bias = 3 * embed + out if layer.bias else 0
+    return Cost(macs=projections + 2 * pairs * embed, params=params + bias)
+
+
 class WeightSVD(DataAwareScheme):
-    """Weight SVD for ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` with ``groups=1``.
+    """Weight SVD for ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` with ``groups=1``, and
+    the four projections of ``nn.MultiheadAttention`` (one rank for all four; plain only).
 
     Args:
         data_aware: decompose for the best layer output on calibration ``data`` (whitened
@@ -92,21 +128,51 @@ class WeightSVD(DataAwareScheme):
 
     name = "weight_svd"
 
+    def prepare(
+        self,
+        model: nn.Module,
+        *,
+        example_input: torch.Tensor | None = None,
+        profile: ModelProfile | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelProfile | None:
+        """Collect the input moments (data-aware); the attention modules are layers too (in
+        call order)."""
+        profile = super().prepare(
+            model, example_input=example_input, profile=profile, details=details
+        )
+        return profile.with_attention() if profile is not None else None
+
     def skip_reason(self, layer: LayerInfo) -> str | None:
+        if layer.kind == "attention":
+            if self.data_aware:
+                return (
+                    "nn.MultiheadAttention: the data-aware option does not collect its "
+                    "projections' inputs; the plain weight SVD compresses it"
+                )
+            if layer.key_shape[-1] != layer.in_channels:
+                return "attention with kdim or vdim unlike embed_dim"
+            return None
         if layer.groups != 1:
             return f"grouped conv (groups={layer.groups}); weight SVD needs groups=1"
         return None
 
     def max_rank(self, layer: LayerInfo) -> int:
+        if layer.kind == "attention":
+            return layer.in_channels
         return min(layer.out_channels, layer.in_channels * math.prod(layer.kernel_size))
 
     def cost(self, layer: LayerInfo, rank: int) -> Cost:
+        if layer.kind == "attention":
+            return _attention_cost(layer, rank)
         fan_in = layer.in_channels * math.prod(layer.kernel_size)
         per_position = rank * (fan_in + layer.out_channels)
         params = per_position + (layer.out_channels if layer.bias else 0)
         return Cost(macs=layer.positions * per_position, params=params)
 
     def decompose(self, module: nn.Module, moment: InputMoment | None) -> Factorization:
+        if isinstance(module, nn.MultiheadAttention):
+            return _AttentionSVDFactorization(module)  # plain only: skip_reason when data-aware
         return _WeightSVDFactorization(module, moment, self.damping)  # type: ignore[arg-type]
 
 

@@ -42,7 +42,7 @@ from greedy_compress.dictionary.identity import batch_digest
 from greedy_compress.errors import GreedyCompressError, ScoresFormatError
 from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.model.hashing import callable_identity
-from greedy_compress.model.swap import swapped
+from greedy_compress.model.swap import Replacement, swapped
 from greedy_compress.schemes import Factorization, Scheme, build_compressed, get_scheme
 from greedy_compress.selection._optuna_study import (
     HAS_SET_CONSTRAINT,
@@ -134,7 +134,7 @@ class _TrialModels:
                 details=selection.details,
             )
             return run_evaluator(self.evaluator, built)
-        replacements: dict[str, nn.Module] = {}
+        replacements: dict[str, Replacement] = {}
         for name, choice in selection.choices.items():
             key = (schemes[name].name, name)
             if key not in self.factorizations:

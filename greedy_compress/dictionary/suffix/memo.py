@@ -34,6 +34,7 @@ from greedy_compress.dictionary.suffix.stages import (
     traced_through,
 )
 from greedy_compress.errors import GraphTraceError
+from greedy_compress.model.swap import Replacement
 from greedy_compress.model.trace import trace_model
 
 __all__ = ["MEMO_BYTES", "FrontMemo"]
@@ -190,7 +191,7 @@ class _LayerRun:
         return self._hits if self.memo is None else self.memo.hits
 
     @contextmanager
-    def candidate(self, modules: Mapping[str, nn.Module]) -> Iterator[None]:
+    def candidate(self, modules: Mapping[str, Replacement]) -> Iterator[None]:
         """While the block runs, calling the model runs its suffix with ``modules``."""
         memo = self.memo
         if memo is None:

@@ -26,7 +26,7 @@ from greedy_compress.dictionary.suffix.workers import WorkerPool
 
 __all__ = ["Pass", "Replacements", "fresh_metric"]
 
-Replacements = Mapping[int, Mapping[str, nn.Module]]  # rank -> {name: module}
+Replacements = Mapping[int, Mapping[str, Any]]  # rank -> {name: module or parameter}
 
 
 def _versions(values: tuple[Any, ...]) -> list[tuple[int, ...]]:

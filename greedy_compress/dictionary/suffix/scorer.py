@@ -135,7 +135,8 @@ class SuffixScorer:
         for replacements in layers:
             for modules in replacements.values():
                 for module in modules.values():
-                    module.eval()  # whole-model evaluation puts them in eval mode too
+                    if isinstance(module, nn.Module):  # not a parameter
+                        module.eval()  # whole-model evaluation puts them in eval mode too
         count = max(1, min(self.workers, max(map(len, layers))))
         with eval_mode(self.model), torch.no_grad(), worker_pool(count) as workers:
             run = Pass(chain, [layers[i] for i in order], self.evaluator, workers)

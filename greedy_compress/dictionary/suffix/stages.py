@@ -36,11 +36,12 @@ def _touches(node: fx.Node, names: Collection[str]) -> bool:
 
 
 def traced_through(graph: fx.Graph, names: Collection[str]) -> set[str]:
-    """The ``names`` that fx traced into (not called as one module) in ``graph``."""
+    """The ``names`` that fx traced into (not called as one module) in ``graph``: their
+    children are called, or their parameters read, by the graph itself."""
     return {
         name
         for node in graph.nodes
-        if node.op == "call_module"
+        if node.op in ("call_module", "get_attr")
         for name in names
         if str(node.target).startswith(name + ".")
     }

@@ -1,0 +1,109 @@
+"""What channel pruning's refit of one reading layer needs: per-channel energies (the
+ranking) and the least-squares normal equations, from sampled rows or from the layer's input
+moment (:mod:`greedy_compress.model.statistics`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from greedy_compress.graph import Layout
+from greedy_compress.graph.dependency import layout_width
+from greedy_compress.model.modules import weight_of
+from greedy_compress.model.statistics import InputMoment
+
+__all__ = ["ConsumerFit"]
+
+
+def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Solve min ||D[:, columns] W - Y|| from D.T D and D.T Y, with a tiny ridge so that
+    channels that never fire (all-zero columns) give a well-posed system."""
+    block = gram[columns][:, columns]
+    ridge = 1e-8 * block.diagonal().mean().clamp_min(1e-12)
+    eye = torch.eye(len(columns), dtype=block.dtype, device=block.device)
+    return torch.linalg.solve(block + ridge * eye, cross[columns])
+
+
+class ConsumerFit:
+    """One reading layer's sampled data: channel energies and normal equations.
+
+    The reader's input may hold other channels too (a concatenation, the same channels
+    several times): the group's channels are its columns in ``layout``, and the refit keeps
+    every other column.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        layout: Layout,
+        group: int,
+        design: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> None:
+        self._place(layout, group, design.shape[1])
+        weight = weight_of(layer).detach()
+        weight = weight.reshape(weight.shape[0], -1)
+        # Contribution of channel c to the output on the samples is D_c @ W_c.T; its energy
+        # ||D_c W_c.T||^2 = sum((D_c.T D_c) * (W_c.T W_c)) needs only per-channel Gram blocks.
+        rows = design[:, self.columns].double()
+        taps_w = weight[:, self.columns].double()
+        energy = (
+            torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
+        ).sum(dim=(1, 2))
+        self.energy = energy / energy.sum().clamp_min(1e-30)  # each reader counts equally
+        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
+        design = design.double()
+        self.gram = design.T @ design
+        self.cross = design.T @ targets.double()
+
+    def _place(self, layout: Layout, group: int, width: int) -> None:
+        """The group's columns (per channel) and every other column of a ``width``-column
+        input (kernel taps included)."""
+        taps = width // layout_width(layout)
+        channels: list[list[int]] = []
+        offset = 0
+        for segment in layout:
+            if segment.group == group:
+                channels = channels or [[] for _ in range(segment.size)]
+                for c in range(segment.size):
+                    start = (offset + c * segment.block) * taps
+                    channels[c].extend(range(start, start + segment.block * taps))
+            offset += segment.size * segment.block
+        self.columns = torch.tensor(channels)  # [channel, its columns]
+        mine = set(self.columns.flatten().tolist())
+        self.others = [c for c in range(width) if c not in mine]
+
+    @classmethod
+    def from_moment(
+        cls,
+        layer: nn.Module,
+        layout: Layout,
+        group: int,
+        moment: InputMoment,
+        original: torch.Tensor,
+        outputs: list[int] | None,
+    ) -> ConsumerFit:
+        """The same from the input moment: ``D.T D ~ H`` and ``D.T Y ~ H W_originalᵀ``
+        (``outputs``: the original output channels the layer still has)."""
+        fit = cls.__new__(cls)
+        gram = moment.patch_matrix()
+        fit._place(layout, group, gram.shape[0])
+        weight = weight_of(layer).detach().double().reshape(weight_of(layer).shape[0], -1)
+        columns = fit.columns
+        blocks = gram[columns[:, :, None], columns[:, None, :]]  # [channel, its columns²]
+        taps_w = weight[:, columns]
+        energy = (blocks * torch.einsum("ock,ocl->ckl", taps_w, taps_w)).sum(dim=(1, 2))
+        fit.energy = energy / energy.sum().clamp_min(1e-30)
+        target = original.detach().double().reshape(original.shape[0], -1)
+        if outputs is not None:
+            target = target[torch.tensor(outputs)]
+        fit.gram, fit.cross = gram, gram @ target.T
+        return fit
+
+    def refit(self, layer: nn.Module, keep: list[int]) -> None:
+        kept = self.columns[torch.tensor(keep, dtype=torch.long)].flatten().tolist()
+        columns = torch.tensor(sorted(self.others + kept))
+        solution = _least_squares(self.gram, self.cross, columns)
+        weight = weight_of(layer)
+        with torch.no_grad():
+            weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))
