@@ -189,7 +189,7 @@ def build_eval_scores(
     # The fingerprint does not cover `ignore`, which only changes which layers are planned.
     known, own, part_ranks = _load_known(scores_path, fingerprint, shard)
     choices = {
-        name: [scheme.candidate(profile.layers[name], r, metric, multiplicity) for r in ratios]
+        name: scheme.candidates(profile.layers[name], ratios, metric, multiplicity)
         for name in planned
     }
 

@@ -16,6 +16,7 @@ from greedy_compress.schemes.filter_pruning import (
     IndexPruning,
     filter_pruning_scheme,
 )
+from greedy_compress.schemes.quantize import CompressThenQuantize, Quantize, composite_parts
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.tucker import Tucker2, tucker2
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
@@ -24,9 +25,11 @@ __all__ = [
     "CP",
     "Candidate",
     "ChannelPruning",
+    "CompressThenQuantize",
     "Factorization",
     "FilterPruning",
     "IndexPruning",
+    "Quantize",
     "Scheme",
     "SpatialSVD",
     "Tucker2",
@@ -53,6 +56,7 @@ _SCHEMES.register(FilterPruning)  # filter_pruning_l2
 _SCHEMES.register(filter_pruning_scheme("gm"))
 _SCHEMES.register(filter_pruning_scheme("nuclear"))
 _SCHEMES.register(IndexPruning)
+_SCHEMES.register(Quantize)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
@@ -86,8 +90,14 @@ def scheme_class(name: str) -> type[Scheme] | None:
 def get_scheme(scheme: str | Scheme, owner: str = "get_scheme") -> Scheme:
     """Return a scheme instance from its name (or the instance itself).
 
+    A name ``"<scheme>+w<bits>"`` (e.g. ``"weight_svd+w4"``) is the scheme followed by
+    weight quantization (:class:`CompressThenQuantize`).
+
     Example:
-        >>> get_scheme("spatial_svd").name
-        'spatial_svd'
+        >>> get_scheme("spatial_svd").name, get_scheme("tucker+w4").name
+        ('spatial_svd', 'tucker+w4')
     """
+    parts = composite_parts(scheme) if isinstance(scheme, str) else None
+    if parts is not None and parts[0] in _SCHEMES.names():
+        return CompressThenQuantize(_SCHEMES.get(parts[0], owner), bits=parts[1])
     return _SCHEMES.get(scheme, owner)

@@ -84,6 +84,8 @@ class Solver(ABC):
         notes: dict[str, Any] = {"monotone_fit": monotone, "non_monotone": non_monotone(measured)}
         if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
             notes["input_shape"] = list(scores.fingerprint["input_shape"])
+        if "scheme_settings" in scores.fingerprint:  # checked when the selection is built
+            notes["scheme_settings"] = scores.fingerprint["scheme_settings"]
 
         def additive(asked: float) -> Selection:
             return self._solve_additive(scores, options, metric, asked, notes)
