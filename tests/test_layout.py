@@ -19,6 +19,7 @@ PHASES = {
     "schemes",
     "dictionary",
     "selection",
+    "export",
     "report",
     "demo",
 }
