@@ -20,13 +20,12 @@ import onnx
 import onnxruntime
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress._util.io import atomic_write_json
 from greedy_compress.errors import ExportError
 from greedy_compress.export.onnx_qdq import LayerQuantization, build_qdq_onnx
-from greedy_compress.model.mask import model_masks
+from greedy_compress.model.mask import bake_parametrizations, model_masks
 from greedy_compress.model.profile import make_example_input
 from greedy_compress.quantization import QuantizedLayer
 
@@ -153,19 +152,6 @@ def quantization_parameters(model: nn.Module) -> dict[str, Any]:
     return {"format": QUANTIZATION_FORMAT, "format_version": 1, "layers": layers}
 
 
-def _remove_parametrizations(module: nn.Module) -> None:
-    """Bake ``module``'s parametrizations into plain parameters. A deep copy shares the
-    class torch generates for a parametrized module, and removing deletes the parameter's
-    property from that class, so the copy gets a class of its own first."""
-    names = list(getattr(module, "parametrizations", None) or {})
-    if not names:
-        return
-    cls = type(module)
-    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
-    for name in names:
-        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-
-
 def _plain_copy(model: nn.Module) -> tuple[nn.Module, dict[str, LayerQuantization]]:
     """A float copy holding the fake-quantized weights (masks applied), and what the QDQ
     rewrite needs per quantized layer."""
@@ -178,13 +164,13 @@ def _plain_copy(model: nn.Module) -> tuple[nn.Module, dict[str, LayerQuantizatio
                 weight = layer.quantized_weight().detach()
                 _, bias = layer.effective_parameters()
             inner = layer.layer
-            _remove_parametrizations(inner)
+            bake_parametrizations(inner)
             inner.weight = nn.Parameter(weight.clone())
             if bias is not None:
                 inner.bias = nn.Parameter(bias.detach().clone())
             plain.set_submodule(name, inner)
     for module in list(plain.modules()):
-        _remove_parametrizations(module)
+        bake_parametrizations(module)
     return plain, layers
 
 

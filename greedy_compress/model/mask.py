@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["WeightMask", "model_masks", "set_mask"]
+__all__ = ["WeightMask", "bake_parametrizations", "model_masks", "set_mask"]
 
 
 class WeightMask(nn.Module):
@@ -68,3 +68,17 @@ def model_masks(model: nn.Module) -> dict[str, torch.Tensor]:
                 key = f"{module_name}.{name}" if module_name else name
                 masks[key] = mask.mask.detach().clone()
     return masks
+
+
+def bake_parametrizations(module: nn.Module) -> None:
+    """Replace ``module``'s parametrized tensors by plain parameters holding their current
+    values (masks applied), in place. A deep copy shares the class torch generates for a
+    parametrized module, and removing deletes the parameter's property from that class, so
+    the module gets a class of its own first (the original stays intact)."""
+    names = list(getattr(module, "parametrizations", None) or {})
+    if not names:
+        return
+    cls = type(module)
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    for name in names:
+        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
