@@ -17,6 +17,7 @@ PHASES = {
     "graph",
     "quantization",
     "schemes",
+    "masks",
     "dictionary",
     "selection",
     "export",
