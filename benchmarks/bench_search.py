@@ -104,14 +104,24 @@ def _rss_bytes() -> int:
 
 
 def memory_worker(model_name: str, size: str, variant: str) -> None:
-    """Build once in this fresh process; print the peak RSS the build added, in MiB.
+    """Build once in this fresh process (variant ``once``: evaluate the model once, the
+    plain evaluation a build is compared with); print the peak RSS the work added and the
+    process's whole peak RSS, in MiB.
 
     RSS is sampled every millisecond from a thread (``ru_maxrss`` would also count the
     imports and the model loading before the build).
     """
     import threading
 
-    build = make_build(model_name, size, variant)
+    if variant == "once":
+        built = make_build(model_name, size, "plain")
+        model, evaluator = built.args
+
+        def build() -> None:
+            evaluator(model)
+
+    else:
+        build = make_build(model_name, size, variant)
     before = peak = _rss_bytes()
     done = threading.Event()
 
@@ -126,14 +136,16 @@ def memory_worker(model_name: str, size: str, variant: str) -> None:
     build()
     done.set()
     sampler.join()
-    print(json.dumps({"peak_mib": (max(peak, _rss_bytes()) - before) / 2**20}))
+    peak = max(peak, _rss_bytes())
+    print(json.dumps({"peak_mib": (peak - before) / 2**20, "process_mib": peak / 2**20}))
 
 
-def peak_memory(model_name: str, size: str, variant: str) -> float:
+def peak_memory(model_name: str, size: str, variant: str) -> dict[str, float]:
+    """``peak_mib`` (what the work added) and ``process_mib`` (the process's peak RSS)."""
     command = [sys.executable, __file__, "--memory-worker", model_name, size, variant]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def shard_worker(out: str) -> None:
@@ -246,11 +258,12 @@ def main() -> None:
     print(f"scheme {SCHEME}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
     print(
         "speed-up = median over repeats of plain time / time; MiB = peak memory the build "
-        "adds; diff = max |score - plain|"
+        "adds; RSS x = the build process's peak RSS over that of a process evaluating the "
+        "model once (same imports, model and data); diff = max |score - plain|"
     )
     print(
         f"{'model':12s} {'samples':>7s} {'evals':>5s} {'build':>6s} {'seconds':>7s} "
-        f"{'speedup':>7s} {'evals/s':>7s} {'MiB':>6s} {'diff':>7s}"
+        f"{'speedup':>7s} {'evals/s':>7s} {'MiB':>6s} {'RSS x':>6s} {'diff':>7s}"
     )
     for model_name in args.models:
         for size in args.sizes:
@@ -263,6 +276,7 @@ def main() -> None:
                     times[variant].append(seconds)
             medians = {variant: statistics.median(times[variant]) for variant in VARIANTS}
             count = evaluations(results["plain"])
+            once = peak_memory(model_name, size, "once")["process_mib"]
             for variant in VARIANTS:
                 # builds of one repeat ran back to back: their ratio is steadier than the
                 # ratio of the medians when the machine's load drifts
@@ -272,7 +286,8 @@ def main() -> None:
                 print(
                     f"{model_name:12s} {size:>7s} {count:5d} {variant:>6s} "
                     f"{medians[variant]:7.2f} {statistics.median(ratios):6.2f}x "
-                    f"{count / medians[variant]:7.1f} {memory:6.1f} {difference:7.2g}"
+                    f"{count / medians[variant]:7.1f} {memory['peak_mib']:6.1f} "
+                    f"{memory['process_mib'] / once:5.2f}x {difference:7.2g}"
                 )
 
     if not args.no_shard:

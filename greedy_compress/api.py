@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from torch import nn
 from typing_extensions import Unpack
@@ -18,6 +19,9 @@ from greedy_compress.dictionary import (
     build_eval_scores,
     run_evaluator,
 )
+from greedy_compress.dictionary.plan import plan_dictionary
+from greedy_compress.dictionary.sharing import check_scores_path
+from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric
 from greedy_compress.report import CompressionReport, build_report
 from greedy_compress.schemes import Scheme, get_scheme
@@ -116,15 +120,24 @@ def compress(
         raise bad_parameter("finetune", owner, "None or a callable (model, layer name)", finetune)
     if not callable(evaluator):
         raise bad_parameter("evaluator", owner, "a callable model -> float", evaluator)
-    scheme.check_ready()
+    check_scores_path(scores_path, owner)
     example = config.example_for(model, owner)
     config = config.replace(owner=owner, example_input=example, input_shape=None)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    scores = build_eval_scores(
-        model, evaluator, scheme=scheme, scores_path=scores_path, settings=config
-    )
+    # Profiling and the candidates' costs are cheap: an unreachable target fails here,
+    # before the expensive dictionary.
+    plan = plan_dictionary(model, scheme=scheme, settings=config, owner=owner)
+    reachable = plan.reachable_ratio()
+    if reachable > target:
+        raise TargetUnreachableError(
+            f"Target {target:g} is out of reach for {plan.scheme.name}: with every layer at "
+            f"its smallest candidate the model keeps {reachable:.4f} of its {config.cost} cost. "
+            f"Use a target >= {reachable:.4f}, smaller candidates, or another scheme."
+        )
+    scores = build_eval_scores(model, evaluator, scores_path=scores_path, plan=plan)
+    scheme = plan.scheme  # prepared, rounding as the dictionary does
     timings["dictionary"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -153,9 +166,11 @@ def compress(
         timings["repair"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    record: dict[str, Any] = {}
     compressed = apply_selection(
-        model, selection, scheme=scheme, finetune=finetune, example_input=example
+        model, selection, scheme=scheme, finetune=finetune, example_input=example, record=record
     )
+    selection = selection.with_replay(record)  # pruned layers' kept channels: no data to rebuild
     timings["apply"] = time.perf_counter() - start
 
     if repair is not None and finetune is None:

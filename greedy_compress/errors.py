@@ -7,13 +7,16 @@ from __future__ import annotations
 
 __all__ = [
     "DecompositionError",
+    "EvaluatorResultError",
     "ExportError",
     "GraphTraceError",
     "GreedyCompressError",
     "InvalidParameterError",
+    "ModelInputError",
     "NoCompressibleLayerError",
     "ScoresFormatError",
     "ScoresMismatchError",
+    "SelectionMismatchError",
     "TargetUnreachableError",
 ]
 
@@ -27,7 +30,16 @@ class InvalidParameterError(GreedyCompressError, ValueError):
 
 
 class NoCompressibleLayerError(GreedyCompressError, ValueError):
-    """Raised when a model has no layer the chosen scheme can compress (after ``ignore``)."""
+    """Raised when a model has no layer the chosen scheme can compress (after ``ignore``).
+
+    The message counts the layers per reason; ``skipped`` maps every layer to its reason.
+    """
+
+    skipped: dict[str, str]
+
+    def __init__(self, message: str, skipped: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = dict(skipped or {})
 
 
 class TargetUnreachableError(GreedyCompressError, ValueError):
@@ -54,3 +66,16 @@ class ExportError(GreedyCompressError, ValueError):
     """Raised when a model cannot be exported as asked (a layer whose quantized weights
     have no integer grid, an uncalibrated activation) or the exported ONNX file does not
     reproduce the model within the tolerance; names the layer or the difference."""
+
+
+class EvaluatorResultError(GreedyCompressError, TypeError):
+    """Raised when an evaluator returns something that is not a number; shows what it was."""
+
+
+class ModelInputError(GreedyCompressError, ValueError):
+    """Raised when the model fails on the example input (wrong shape, dtype or device)."""
+
+
+class SelectionMismatchError(GreedyCompressError, ValueError):
+    """Raised when a selection does not fit the model it is applied to (another model, an
+    unknown layer, a rank or channel index out of range); names the field."""

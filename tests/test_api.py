@@ -130,18 +130,18 @@ def test_a_model_with_nothing_to_compress_is_an_error():
         compress(model, CountingEvaluator(), target=0.5, input_shape=(1, 2, 2, 2), progress=False)
 
 
-def test_target_out_of_reach_keeps_the_finished_dictionary(tiny_net, tmp_path):
-    path = tmp_path / "scores.json"
+def test_a_target_out_of_reach_is_refused_before_any_evaluation(tiny_net, tmp_path):
+    path, evaluator = tmp_path / "scores.json", CountingEvaluator()
     with pytest.raises(TargetUnreachableError, match=r"out of reach.*target >= 0\.\d{4}"):
         compress(
             tiny_net,
-            CountingEvaluator(),
+            evaluator,
             target=0.01,
             input_shape=(1, 1, 8, 8),
             scores_path=path,
             progress=False,
         )
-    assert EvalScores.load(path).is_complete
+    assert evaluator.calls == 0 and not path.exists()
 
 
 def test_compressed_model_keeps_the_same_interface(trained_demo):

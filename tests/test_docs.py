@@ -186,7 +186,7 @@ def _run_file(path: Path, namespace: dict[str, Any], cwd: Path) -> None:
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_code_blocks_run(path, example_namespace, tmp_path, monkeypatch):
-    from greedy_compress.dictionary.fingerprint import weights_hash
+    from greedy_compress.model.hashing import weights_hash
 
     monkeypatch.chdir(tmp_path)
     namespace = {**example_namespace, "__name__": f"docs_{path.stem.replace('-', '_')}"}

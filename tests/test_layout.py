@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "greedy_compress"
-ENTRY_POINTS = {"__init__", "_version", "api", "apply", "cli", "errors", "pipeline"}
+ENTRY_POINTS = {"__init__", "_version", "api", "apply", "errors", "pipeline"}
 PHASES = {
     "_util",
     "model",
@@ -23,6 +23,7 @@ PHASES = {
     "export",
     "report",
     "demo",
+    "cli",
 }
 MAX_LINES = 420  # "no module over about 400 lines"
 

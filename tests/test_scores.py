@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -35,6 +36,7 @@ def test_save_and_load_round_trip(scores, tmp_path):
         "multiplicity",
         "candidates",
         "evaluator",
+        "evaluator_data",
         "input_shape",
     }
 
@@ -73,8 +75,12 @@ def test_bad_files_give_a_format_error(tmp_path, content, message):
 
 
 def test_a_failed_score_is_stored_as_null(scores, tmp_path):
-    data = scores.to_dict()
-    data["layers"]["conv1"]["entries"][0]["score"] = None
+    layer = scores.layers["conv1"]
+    failed = dataclasses.replace(layer.entries[0], score=None)
+    broken = scores.with_layer(
+        "conv1", dataclasses.replace(layer, entries=(failed, *layer.entries[1:]))
+    )
     path = tmp_path / "s.json"
-    path.write_text(json.dumps(data))
+    broken.save(path)
+    assert '"score": null' in path.read_text()
     assert EvalScores.load(path).layers["conv1"].entries[0].score is None

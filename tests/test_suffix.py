@@ -541,6 +541,6 @@ def test_a_build_interrupted_in_a_pass_keeps_earlier_passes_and_resumes(monkeypa
     assert list(json.loads(path.read_text())["layers"]) == ["features.0"]
     evaluator = InterruptedLoss(data, None)
     resumed = build_eval_scores(model, evaluator, scores_path=path, **options)
-    # no baseline and no first layer: one layer alone (to time it), then the rest together
-    assert evaluator.passes == 2
+    # the baseline check; no first layer: one layer alone (to time it), then the rest together
+    assert evaluator.passes == 3
     assert resumed.to_dict() == reference.to_dict()

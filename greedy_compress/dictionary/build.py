@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from typing_extensions import Unpack
 
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress._util.progress import progress_bar
-from greedy_compress.dictionary.evaluator import Evaluator, run_evaluator
-from greedy_compress.dictionary.fingerprint import make_fingerprint
-from greedy_compress.dictionary.scores import EvalScores, LayerScores, ScoreEntry
+from greedy_compress.dictionary.evaluator import Evaluator
+from greedy_compress.dictionary.identity import evaluate_baseline
+from greedy_compress.dictionary.plan import DictionaryPlan, plan_dictionary
+from greedy_compress.dictionary.scores import EvalScores
 from greedy_compress.dictionary.scoring import LayerScorer, next_pass
 from greedy_compress.dictionary.settings import BuildOptions, BuildSettings
 from greedy_compress.dictionary.sharding import (
@@ -37,86 +39,73 @@ from greedy_compress.dictionary.sharding import (
     remove_parts,
     write_part,
 )
+from greedy_compress.dictionary.sharing import WorkShare, check_scores_path, check_writable
 from greedy_compress.dictionary.suffix import default_workers
-from greedy_compress.errors import GreedyCompressError, NoCompressibleLayerError
-from greedy_compress.graph import ChannelCosts
-from greedy_compress.model.cost import CostMetric
-from greedy_compress.model.profile import ModelProfile, profile_model
-from greedy_compress.schemes import Candidate, Scheme, get_scheme
+from greedy_compress.errors import GreedyCompressError, ScoresMismatchError
+from greedy_compress.model.hashing import declared_name
+from greedy_compress.schemes import Scheme
 
 __all__ = ["build_eval_scores"]
 
 _OWNER = "build_eval_scores"
 
 
-def _plan(
-    profile: ModelProfile, scheme: Scheme, metric: CostMetric
-) -> tuple[list[str], dict[str, str]]:
-    planned, skipped = [], dict(profile.unusable)
-    for name, layer in profile.layers.items():
-        reason = scheme.unsupported_reason(layer, metric)
-        if reason is None:
-            planned.append(name)
-        else:
-            skipped[name] = reason
-    if not planned:
-        details = "; ".join(f"{n}: {r}" for n, r in skipped.items()) or "no Conv1d/Conv2d/Linear"
-        raise NoCompressibleLayerError(
-            f"The model has no layer that scheme {scheme.name!r} can compress ({details})."
-        )
-    return planned, skipped
-
-
-def _assemble(
-    fingerprint: dict[str, Any],
-    known: Known,
-    profile: ModelProfile,
-    planned: list[str],
-    skipped: dict[str, str],
-    choices: dict[str, list[Candidate]],
-    exact_costs: ChannelCosts | None,
-) -> EvalScores:
-    """The dictionary of every planned layer whose candidates are all scored in ``known``."""
-    assert known.baseline is not None  # set before any layer is scored
-    layers = {}
-    for name in planned:
-        if all((name, c.rank) in known.scores for c in choices[name]):
-            entries = tuple(
-                ScoreEntry.scored(c, known.scores[(name, c.rank)]) for c in choices[name]
-            )
-            layers[name] = LayerScores(info=profile.layers[name], entries=entries)
-    return EvalScores(
-        fingerprint=fingerprint,
-        baseline=known.baseline,
-        model_cost=profile.model_cost,
-        planned=tuple(planned),
-        layers=layers,
-        skipped=skipped,
-        exact_costs=exact_costs,
-    )
-
-
 def _load_known(
-    scores_path: str | os.PathLike[str] | None, fingerprint: dict[str, Any], shard: Shard
-) -> tuple[Known, Known, list[int]]:
+    path: Path | None,
+    fingerprint: dict[str, Any],
+    shard: Shard,
+    plan: DictionaryPlan,
+    baseline: float,
+) -> tuple[Known, Known, list[int], EvalScores | None]:
     """What earlier runs finished (the dictionary file and every part file, all ranks
-    merged), this rank's own earlier part, and the ranks whose part files exist here."""
-    known, own, part_ranks = Known(), Known(), []
-    if scores_path is not None:
-        if Path(scores_path).exists():
-            saved = EvalScores.load(scores_path, expect=fingerprint, resuming=True)
+    merged), this rank's own earlier part, the ranks whose part files exist here, and the
+    saved dictionary itself (None if there was none).
+
+    Raises:
+        ScoresFormatError, ScoresMismatchError: a file that is not for this build, was edited,
+            or whose baseline differs from the evaluator's score of the model now.
+    """
+    known, own, part_ranks, saved = Known(), Known(), [], None
+    if path is not None:
+        if path.exists():
+            saved = EvalScores.load(path, expect=fingerprint, resuming=True)
+            plan.check_saved(saved, os.fspath(path))
+            _check_baseline(saved.baseline, baseline, os.fspath(path))
             known.baseline = saved.baseline
             for name, layer in saved.layers.items():
                 known.scores.update({(name, e.rank): e.score for e in layer.entries})
-        parts = read_parts(scores_path, fingerprint)
-        for part in parts.values():
+        parts = read_parts(path, fingerprint)
+        for rank, part in parts.items():
+            if part.baseline is not None:
+                _check_baseline(part.baseline, baseline, f"part file of rank {rank}")
             known.update(part)
         own = parts.get(shard.rank, Known())
         part_ranks = list(parts)
     if shard.world > 1:  # ranks may not share a file system: pool what each one sees
         for seen in all_gather_json(known.to_json()):
             known.update(Known.from_json(seen))
-    return known, own, part_ranks
+    return known, own, part_ranks, saved
+
+
+def _complete_on_disk(path: Path, plan: DictionaryPlan) -> bool:
+    """Whether ``path`` already holds every planned layer (then nothing needs writing, and a
+    read-only location is fine); a file that cannot be read counts as incomplete."""
+    if not path.is_file():
+        return False
+    try:
+        saved = EvalScores.load(path, resuming=True)
+    except GreedyCompressError:
+        return False  # refused in detail once the fingerprint is known
+    return all(name in saved.layers for name in plan.planned)
+
+
+def _check_baseline(saved: float, now: float, source: str) -> None:
+    if abs(saved - now) > 1e-6 * max(1.0, abs(now)):
+        raise ScoresMismatchError(
+            f"{source} was made with an evaluator that scored the unchanged model {saved!r}; "
+            f"the evaluator now scores it {now!r}: other data or another metric. Use another "
+            "scores path, or delete the file to rebuild it."
+        )
 
 
 def build_eval_scores(
@@ -126,14 +115,18 @@ def build_eval_scores(
     scheme: str | Scheme = "spatial_svd",
     scores_path: str | os.PathLike[str] | None = None,
     settings: BuildSettings | None = None,
+    plan: DictionaryPlan | None = None,
     **options: Unpack[BuildOptions],
 ) -> EvalScores:
     """Score ``model`` with each compressible layer compressed alone at each candidate ratio.
 
-    With ``scores_path``: an existing file made for the same model and settings is loaded
-    and completed (only missing layers are evaluated); the file is rewritten atomically
-    after every pass over the data (one layer, or several layers planned to take about 10 s
-    together), so an interrupted build loses at most the pass in progress.
+    The evaluator runs once first, on the unchanged model: the baseline score, with a digest
+    of the data a :class:`~evaluators.BatchEvaluator` scores. With ``scores_path``, an
+    existing file made for the same model, settings, evaluator and data (same fingerprint
+    and baseline) is loaded and completed (only missing layers are evaluated); the file is
+    rewritten atomically after every pass over the data, so an interrupted build loses at
+    most the pass in progress. Several processes building into one file share the work
+    under a lock (:mod:`greedy_compress.dictionary.sharing`).
 
     With a :class:`~evaluators.BatchEvaluator` and a model ``torch.fx`` can trace, only the
     part of the network from the compressed layer on is run per candidate, several
@@ -151,6 +144,9 @@ def build_eval_scores(
         settings: a :class:`BuildSettings`; keyword ``options`` (its fields: ``cost``,
             ``candidates``, ``multiplicity``, ``ignore``, ``example_input`` or
             ``input_shape``, ``progress``, ``fast``, ``workers``, ``distributed``) override it.
+        plan: a :func:`~greedy_compress.dictionary.plan.plan_dictionary` result to use
+            instead of ``scheme``, ``settings`` and ``options`` (``compress`` passes the plan
+            it checked the target against).
 
     Returns:
         The complete dictionary.
@@ -161,89 +157,121 @@ def build_eval_scores(
         >>> list(scores.layers)
         ['features.0', 'features.3', 'features.7', 'features.10']
     """
-    config = BuildSettings.resolve(settings, dict(options), _OWNER)
-    scheme = get_scheme(scheme, _OWNER)
     if not callable(evaluator):
         raise bad_parameter("evaluator", _OWNER, "a callable model -> float", evaluator)
-    scheme.check_ready()
-    metric, multiplicity, ratios = config.cost, config.multiplicity, config.ratios
-    example = config.example_for(model, _OWNER)
+    path = check_scores_path(scores_path, _OWNER)
+    if plan is None:
+        config = BuildSettings.resolve(settings, dict(options), _OWNER)
+        plan = plan_dictionary(model, scheme=scheme, settings=config, owner=_OWNER)
+    elif settings is not None or options:
+        raise bad_parameter("plan", _OWNER, "given without settings or options", "both given")
+    config, scheme = plan.settings, plan.scheme
     workers = default_workers(model) if config.workers is None else config.workers
     shard = current_shard(config.distributed, _OWNER)
 
-    profile = profile_model(model, example, ignore=config.ignore)
-    profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    planned, skipped = _plan(profile, scheme, metric)
-    exact_costs = scheme.exact_costs()
-    fingerprint = make_fingerprint(
-        model,
-        scheme=scheme.name,
-        metric=metric,
-        multiplicity=multiplicity,
-        candidates=ratios,
-        evaluator=evaluator,
-        input_shape=example.shape,
-    )
-    if scheme.settings():  # e.g. a pruning scheme's data and sample count
-        fingerprint["scheme_settings"] = scheme.settings()
-    # The fingerprint does not cover `ignore`, which only changes which layers are planned.
-    known, own, part_ranks = _load_known(scores_path, fingerprint, shard)
-    choices = {
-        name: scheme.candidates(profile.layers[name], ratios, metric, multiplicity)
-        for name in planned
-    }
-
-    def assemble() -> EvalScores:
-        return _assemble(fingerprint, known, profile, planned, skipped, choices, exact_costs)
-
-    def save() -> None:
-        if scores_path is None:
-            return
-        if shard.world > 1:
-            write_part(scores_path, shard.rank, fingerprint, own)
-        else:
-            assemble().save(scores_path)
-
-    if known.baseline is None:  # every rank checks it before the expensive work
-        baseline = run_evaluator(evaluator, model)
-        if not math.isfinite(baseline):
-            raise GreedyCompressError(
-                f"The evaluator returned {baseline!r} for the uncompressed model; "
-                "the baseline score must be a finite number."
-            )
+    if path is not None and not _complete_on_disk(path, plan):
+        check_writable(path)  # before any evaluation: nothing computed is then lost
+    # One evaluation before anything else: it proves the evaluator works, and its score and
+    # data digest say whether a saved dictionary was made with the same evaluator and data.
+    baseline, data = evaluate_baseline(evaluator, model)
+    if not math.isfinite(baseline):
+        raise GreedyCompressError(
+            f"The evaluator returned {baseline!r} for the uncompressed model; "
+            "the baseline score must be a finite number."
+        )
+    fingerprint = plan.fingerprint(model, evaluator, data)
+    if path is not None and path.exists() and data is None and declared_name(evaluator) is None:
+        warnings.warn(
+            f"build_eval_scores: the evaluator is a plain callable without a `name`, so reusing "
+            f"{os.fspath(path)} is checked only by its code and its baseline score, not by the "
+            "data it reads; give it a `name` attribute that changes with its data, or use a "
+            "BatchEvaluator.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    known, own, part_ranks, saved = _load_known(path, fingerprint, shard, plan, baseline)
+    if known.baseline is None:
         known.baseline = baseline
-        if shard.rank == 0:
-            own.baseline = baseline
-            save()
+    if shard.rank == 0 and own.baseline is None:
+        own.baseline = known.baseline
 
     todo = [
         (name, rank)
-        for name in planned
-        for rank in dict.fromkeys(c.rank for c in choices[name])
+        for name in plan.planned
+        for rank in dict.fromkeys(c.rank for c in plan.candidates[name])
         if (name, rank) not in known.scores
     ]
+    if path is not None and (
+        todo or saved is None or assemble_from(plan, fingerprint, known) != saved
+    ):
+        check_writable(path)  # e.g. a complete file of an older format, to upgrade
+    share = WorkShare(path) if path is not None and shard.world == 1 else None
+
+    def refresh() -> list[str]:
+        """Merge what other processes saved into ``known``; the layers now complete."""
+        assert path is not None
+        if path.exists():
+            other = EvalScores.load(path, expect=fingerprint, resuming=True)
+            for name, layer in other.layers.items():
+                known.scores.update({(name, e.rank): e.score for e in layer.entries})
+        return [
+            name
+            for name in plan.planned
+            if all((name, c.rank) in known.scores for c in plan.candidates[name])
+        ]
+
+    def save() -> None:
+        if path is None:
+            return
+        if shard.world > 1:
+            write_part(path, shard.rank, fingerprint, own)
+        else:
+            if share is not None and path.exists():
+                refresh()
+            assemble_from(plan, fingerprint, known).save(path)
+
     mine: dict[str, list[int]] = {}
     for name, rank in shard.take(todo):
         mine.setdefault(name, []).append(rank)
-    scorer = LayerScorer(model, evaluator, example, fast=config.fast, workers=workers)
+    scorer = LayerScorer(model, evaluator, plan.example, fast=config.fast, workers=workers)
     where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
-    with progress_bar(
-        total=sum(map(len, mine.values())),
-        desc=f"scoring {scheme.name}{where}",
-        enabled=config.progress and shard.rank == 0,
-    ) as bar:
-        pending, spent, scored = list(mine.items()), 0.0, 0
-        while pending:
-            chunk = next_pass(pending, spent / scored if scored else None, scorer.pass_seconds)
-            del pending[: len(chunk)]
-            started = time.perf_counter()
-            layers = [(name, scheme.factorize_in(model, name), ranks) for name, ranks in chunk]
-            for name, new in scorer.score(layers, bar).items():
-                known.scores.update({(name, rank): score for rank, score in new.items()})
-                own.scores.update({(name, rank): score for rank, score in new.items()})
-            save()
-            spent += time.perf_counter() - started
-            scored += sum(len(ranks) for _, ranks in chunk)
+    try:
+        with progress_bar(
+            total=sum(map(len, mine.values())),
+            desc=f"scoring {scheme.name}{where}",
+            enabled=config.progress and shard.rank == 0,
+        ) as bar:
+            pending, spent, scored, busy = list(mine.items()), 0.0, 0, set[str]()
+            while pending:
+                free = [item for item in pending if item[0] not in busy] or pending
+                chunk = next_pass(free, spent / scored if scored else None, scorer.pass_seconds)
+                if share is not None:
+                    chunk, busy = share.claim(chunk, refresh=refresh)
+                    finished = {n for n in mine if all((n, r) in known.scores for r in mine[n])}
+                    for _, ranks in [item for item in pending if item[0] in finished]:
+                        bar.update(len(ranks))  # scored by another process
+                    pending = [item for item in pending if item[0] not in finished]
+                    if not chunk:
+                        if pending and all(item[0] in busy for item in pending):
+                            share.wait()  # everything left is being scored elsewhere
+                        continue
+                started = time.perf_counter()
+                layers = [(name, scheme.factorize_in(model, name), ranks) for name, ranks in chunk]
+                for name, new in scorer.score(layers, bar).items():
+                    known.scores.update({(name, rank): score for rank, score in new.items()})
+                    own.scores.update({(name, rank): score for rank, score in new.items()})
+                if share is not None:
+                    share.finish([name for name, _ in chunk], save=save)
+                else:
+                    save()
+                done = {name for name, _ in chunk}
+                pending = [item for item in pending if item[0] not in done]
+                spent += time.perf_counter() - started
+                scored += sum(len(ranks) for _, ranks in chunk)
+    except BaseException:
+        if share is not None:
+            share.release_all()
+        raise
 
     if shard.world > 1:
         gathered = [Known.from_json(part) for part in all_gather_json(own.to_json())]
@@ -251,16 +279,22 @@ def build_eval_scores(
             known.baseline = gathered[0].baseline
         for part in gathered:
             known.scores.update(part.scores)
-    scores = assemble()
-    if scores_path is not None:
-        if shard.rank == 0:
-            scores.save(scores_path)
+    scores = assemble_from(plan, fingerprint, known)
+    if path is not None:
+        if shard.rank == 0 and scores != saved:
+            scores.save(path)
         if shard.world > 1:
             all_gather_json(None)  # the merged file is on disk before any part goes
         stale = [r for r in part_ranks if r >= shard.world] if shard.rank == 0 else []
         remove_parts(
-            scores_path,
+            path,
             [shard.rank, *stale] if shard.world > 1 else part_ranks,
             leftovers=shard.rank == 0,
         )
     return scores
+
+
+def assemble_from(plan: DictionaryPlan, fingerprint: dict[str, Any], known: Known) -> EvalScores:
+    """The dictionary of what ``known`` holds (the baseline must be set)."""
+    assert known.baseline is not None  # set from the baseline evaluation before any scoring
+    return plan.assemble(fingerprint, known.baseline, known.scores)

@@ -14,7 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._util.io import atomic_write_json, read_json
+from greedy_compress._util.io import (
+    NonFiniteJSONError,
+    atomic_write_json,
+    content_hash,
+    read_json,
+)
 from greedy_compress._version import __version__
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
@@ -208,8 +213,9 @@ class EvalScores:
     # Serialization
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON, with the format name and version."""
-        return {
+        """Plain-data form for JSON, with the format name, version and a checksum over the
+        content (so a hand-edited file is noticed)."""
+        data = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "greedy_compress_version": __version__,
@@ -221,14 +227,25 @@ class EvalScores:
             "skipped": dict(self.skipped),
             "exact_costs": None if self.exact_costs is None else self.exact_costs.to_dict(),
         }
+        return {**data, "checksum": _checksum(data)}
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>", *, resuming: bool = False) -> EvalScores:
+    def from_dict(
+        cls,
+        data: Any,
+        source: str = "<dict>",
+        *,
+        resuming: bool = False,
+        accept_edits: bool = False,
+    ) -> EvalScores:
         """Inverse of :meth:`to_dict`; raises :class:`ScoresFormatError` on anything else.
 
-        Version 1 files are read too, except those of schemes whose costs interact
-        (pruning), which lacked the exact pricing: ``build_eval_scores`` upgrades them
-        (``resuming=True``) without evaluating anything again.
+        The checksum must match the content: an edited score, baseline, rank or cost is
+        refused unless ``accept_edits`` (a deliberate choice; saving the dictionary again
+        then writes a checksum for the edited content). Version 1 files (no checksum) are
+        read too, except those of schemes whose costs interact (pruning), which lacked the
+        exact pricing: ``build_eval_scores`` upgrades them (``resuming=True``) without
+        evaluating anything again.
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ScoresFormatError(f"{source} is not a greedy-compress eval-score file.")
@@ -238,6 +255,8 @@ class EvalScores:
                 f"{source} has format_version {version!r}; this greedy-compress reads "
                 f"versions {', '.join(map(str, _READABLE_VERSIONS))}."
             )
+        if version != 1 and not accept_edits:
+            _check_checksum(data, source)
         if version == 1 and not resuming and _costs_interact(data):
             raise ScoresFormatError(
                 f"{source} was written by an older greedy-compress that did not record how "
@@ -274,30 +293,46 @@ class EvalScores:
         *,
         expect: Mapping[str, Any] | None = None,
         resuming: bool = False,
+        accept_edits: bool = False,
     ) -> EvalScores:
         """Read a dictionary; with ``expect`` (a fingerprint), check it was made for that.
 
+        ``accept_edits=True`` reads a file whose content no longer matches its checksum
+        (edited by hand): a deliberate choice, see :meth:`from_dict`.
+
         Raises:
-            ScoresFormatError: not JSON, or not a format version we read.
+            ScoresFormatError: not a readable file, not strict JSON, not a format version
+                we read, or edited after it was written.
             ScoresMismatchError: ``expect`` given and some fingerprint fields differ.
         """
+        source = os.fspath(path)
         try:
             data = read_json(path)
+        except NonFiniteJSONError as error:
+            raise ScoresFormatError(f"{source} is not strict JSON: {error}") from error
         except json.JSONDecodeError as error:
-            raise ScoresFormatError(f"{os.fspath(path)} is not valid JSON: {error}") from error
+            raise ScoresFormatError(f"{source} is not valid JSON: {error}") from error
         except UnicodeDecodeError as error:
-            raise ScoresFormatError(f"{os.fspath(path)} is not a text file: {error}") from error
-        scores = cls.from_dict(data, source=os.fspath(path), resuming=resuming)
+            raise ScoresFormatError(f"{source} is not a text file: {error}") from error
+        except IsADirectoryError:
+            raise ScoresFormatError(f"{source} is a directory, not a dictionary file") from None
+        except OSError as error:
+            raise ScoresFormatError(f"{source} cannot be read: {error.strerror}") from error
+        scores = cls.from_dict(data, source=source, resuming=resuming, accept_edits=accept_edits)
         if expect is not None:
             scores.check_fingerprint(expect, source=os.fspath(path))
         return scores
 
     def check_fingerprint(self, expect: Mapping[str, Any], source: str = "the dictionary") -> None:
-        """Raise :class:`ScoresMismatchError` naming every field that differs from ``expect``."""
+        """Raise :class:`ScoresMismatchError` naming every field that differs from ``expect``.
+
+        An evaluator that cannot show its data (``evaluator_data`` None, on either side: a
+        plain callable, e.g. a wrapper declaring the same ``name``) is checked by its name
+        and the baseline score alone.
+        """
         differing = [
             f"{key!r} (file: {self.fingerprint.get(key)!r}, now: {expect[key]!r})"
-            for key in expect
-            if self.fingerprint.get(key) != expect[key]
+            for key in fingerprint_differences(self.fingerprint, expect)
         ]
         if differing:
             raise ScoresMismatchError(
@@ -305,6 +340,32 @@ class EvalScores:
                 + "; ".join(differing)
                 + ". Use another scores path, or delete the file to rebuild it."
             )
+
+
+def fingerprint_differences(saved: Mapping[str, Any], expect: Mapping[str, Any]) -> list[str]:
+    """The fields of ``expect`` that ``saved`` has otherwise (the data digest only when
+    both sides know it)."""
+    return [
+        key
+        for key in expect
+        if saved.get(key) != expect[key]
+        and not (key == "evaluator_data" and None in (saved.get(key), expect[key]))
+    ]
+
+
+def _checksum(data: Mapping[str, Any]) -> str:
+    content = {k: v for k, v in data.items() if k not in ("checksum", "greedy_compress_version")}
+    return content_hash(content)
+
+
+def _check_checksum(data: Mapping[str, Any], source: str) -> None:
+    if data.get("checksum") != _checksum(data):
+        raise ScoresFormatError(
+            f"{source} was edited after it was written (its checksum does not match its "
+            "content). To use it as edited, load it with EvalScores.load(path, "
+            "accept_edits=True), or accept it once with `greedy-compress scores accept "
+            f"{source}`; otherwise delete it to rebuild."
+        )
 
 
 def _costs_interact(data: Mapping[str, Any]) -> bool:

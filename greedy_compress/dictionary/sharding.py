@@ -35,6 +35,7 @@ from torch import distributed as dist
 
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress._util.io import atomic_write_json, read_json
+from greedy_compress.dictionary.scores import fingerprint_differences
 from greedy_compress.errors import GreedyCompressError, ScoresFormatError, ScoresMismatchError
 
 __all__ = [
@@ -186,7 +187,7 @@ def _read_part(path: Path, fingerprint: Mapping[str, Any]) -> Known:
             f"reads version {PART_FORMAT_VERSION}."
         )
     found = data.get("fingerprint", {})
-    differing = [key for key in fingerprint if found.get(key) != fingerprint[key]]
+    differing = fingerprint_differences(found, fingerprint)
     if differing:
         raise ScoresMismatchError(
             f"{path} was made for a different model or setting ({', '.join(differing)} "

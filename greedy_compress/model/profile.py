@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.errors import ModelInputError
 from greedy_compress.model.cost import Cost, measure_cost
 
 __all__ = [
@@ -243,6 +244,13 @@ def profile_model(
     handles = [module.register_forward_hook(make_hook(name)) for name, module in candidates.items()]
     try:
         model_cost = measure_cost(model, example_input)  # in eval mode
+    except Exception as error:  # the user's model on the user's input: say which input
+        raise ModelInputError(
+            f"The model fails on the example input of shape {tuple(example_input.shape)} "
+            f"({example_input.dtype}, {example_input.device}): {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}. Check input_shape / "
+            "example_input (batch dimension included)."
+        ) from error
     finally:
         for handle in handles:
             handle.remove()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter
 from greedy_compress.model.modes import eval_mode
 
-__all__ = ["capture", "take_samples", "tensor_hash"]
+__all__ = ["capture", "take_samples"]
 
 
 def take_samples(data: Any, count: int, owner: str) -> torch.Tensor:
@@ -74,11 +73,3 @@ def capture(
         for handle in handles:
             handle.remove()
     return {n: (torch.cat(seen[n][0]), torch.cat(seen[n][1])) for n in names}
-
-
-def tensor_hash(tensor: torch.Tensor) -> str:
-    """A short SHA-256 of a tensor's shape and bytes (to fingerprint sampled data)."""
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    digest = hashlib.sha256(str(tuple(tensor.shape)).encode())
-    digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]

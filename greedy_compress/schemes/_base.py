@@ -65,6 +65,12 @@ class Factorization(ABC):
         """
         return {name: self.build(rank)}
 
+    def replay(self, rank: int) -> dict[str, Any] | None:
+        """What rebuilding this layer at ``rank`` later needs beyond the rank (pruning: the
+        kept channel indices, which came from data), as JSON-able data; None when the rank
+        says it all (SVD and decompositions)."""
+        return None
+
 
 class Scheme(ABC):
     """A way to compress layers. Subclasses set ``name`` and the four abstract methods.
@@ -112,6 +118,12 @@ class Scheme(ABC):
         need none return themselves."""
         return self
 
+    def with_multiplicity(self, multiplicity: int) -> Scheme:
+        """This scheme for ranks rounded to multiples of ``multiplicity``. Only schemes whose
+        rank sets several sizes (Tucker's two core ranks) need to know; the rest return
+        themselves (the rank itself is rounded by :meth:`rank_for_ratio`)."""
+        return self
+
     def check_ready(self) -> None:  # noqa: B027 - a hook: by default nothing is missing
         """Raise a clear error when a needed constructor argument (data) is missing; called
         before any expensive work. Nothing is missing by default."""
@@ -155,6 +167,28 @@ class Scheme(ABC):
         return self.factorize(module).build(rank)
 
     # Shared arithmetic; schemes rarely need to override these -----------------------------
+
+    def rounding_reason(
+        self, layer: LayerInfo, multiplicity: int, metric: CostMetric = "mac"
+    ) -> str | None:
+        """Why no candidate of ``layer`` can be rounded to a multiple of ``multiplicity`` that
+        compresses it (its full rank is below the multiple, or the smallest multiple already
+        costs as much as the layer), or None."""
+        if multiplicity <= 1:
+            return None
+        top = self.max_rank(layer)
+        if top < multiplicity:
+            return (
+                f"its largest {self.rank_unit} count {top} is below the multiplicity "
+                f"{multiplicity}: no rounded candidate compresses it"
+            )
+        smallest = self.cost(layer, multiplicity).get(metric) / layer.cost.get(metric)
+        if smallest >= 1:
+            return (
+                f"{multiplicity} {self.rank_unit}s (the smallest multiple of the multiplicity) "
+                f"keep {smallest:.0%} of its {metric} cost: no rounded candidate compresses it"
+            )
+        return None
 
     def unsupported_reason(self, layer: LayerInfo, metric: CostMetric) -> str | None:
         """Why the layer must be skipped for ``metric``: unsupported, or nothing to save."""

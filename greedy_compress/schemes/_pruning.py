@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
-from greedy_compress.errors import GreedyCompressError
+from greedy_compress.errors import GreedyCompressError, SelectionMismatchError
 from greedy_compress.graph import (
     ChannelCosts,
     ChannelGroup,
@@ -65,6 +65,9 @@ class PruningFactorization(Factorization):
         # The layer alone; the model needs every module of replacements().
         return self.replacements(self.name, rank)[self.name]
 
+    def replay(self, rank: int) -> dict[str, Any]:
+        return {"kept": self.keep(rank)}
+
 
 class GroupPruning(Scheme):
     """Base of the pruning schemes: call :meth:`prepare` with the model first.
@@ -79,6 +82,11 @@ class GroupPruning(Scheme):
     def __init__(self) -> None:
         self.data: Iterable[Any] | None = None
         self._samples: torch.Tensor | None = None
+        # From a selection's details: each layer's kept channels, recorded when it was
+        # built; with structure_only they rebuild the shapes with no data (the weights are
+        # loaded afterwards).
+        self._replay: dict[str, list[int]] = {}
+        self._structure_only = False
         self._model: nn.Module | None = None
         self._example: torch.Tensor | None = None
         self._graph: DependencyGraph | None = None
@@ -127,7 +135,11 @@ class GroupPruning(Scheme):
                 "apply_selection and load_compressed take example_input=)",
                 example_input,
             )
-        self.check_ready()
+        details = details or {}
+        self._structure_only = details.get("structure_only") is True
+        self._replay = _replay_of(details.get("replay"), owner)
+        if not self._structure_only:
+            self.check_ready()
         if details:
             self.use_details(details)
         graph = build_graph(model, example_input)
@@ -216,8 +228,31 @@ class GroupPruning(Scheme):
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         graph, group = self.group_in(model, name)
+        if name in self._replay:
+            return PruningFactorization(
+                model, graph, group, self._recorded_order(name, group), name=name
+            )
+        if self._structure_only:
+            raise SelectionMismatchError(
+                f"The selection records no kept channels for layer {name!r}, so it cannot be "
+                "rebuilt without the data that chose them: pass the scheme with its data."
+            )
         order = self.rank_channels(model, graph, group, name)
         return PruningFactorization(model, graph, group, order, name=name)
+
+    def _recorded_order(self, name: str, group: ChannelGroup) -> list[int]:
+        """The recorded kept channels first, then the rest (so ``keep(len(kept))`` is them)."""
+        kept = self._replay[name]
+        if any(not 0 <= c < group.size for c in kept):
+            raise SelectionMismatchError(
+                f"The selection keeps channels {kept} of layer {name!r}, which has "
+                f"{group.size} channels: indices must be in [0, {group.size})."
+            )
+        return kept + [c for c in range(group.size) if c not in set(kept)]
+
+    def recorded_channels(self, name: str) -> list[int] | None:
+        """The kept channels a selection recorded for layer ``name`` (after prepare)."""
+        return self._replay.get(name)
 
     @property
     def prepared_model(self) -> nn.Module:
@@ -259,3 +294,27 @@ class GroupPruning(Scheme):
     def skipped_layers(self) -> dict[str, str]:
         """Layers it cannot prune, with the reason."""
         return dict(self._reasons)
+
+
+def _replay_of(value: Any, owner: str) -> dict[str, list[int]]:
+    """A selection's recorded kept channels, checked: ``{layer: {"kept": [distinct ints]}}``."""
+    if value is None:
+        return {}
+    allowed = 'a dict {layer: {"kept": [distinct channel indices]}}'
+    if not isinstance(value, Mapping):
+        raise bad_parameter("details['replay']", owner, allowed, value)
+    found = {}
+    for layer, entry in value.items():
+        kept = entry.get("kept") if isinstance(entry, Mapping) else None
+        if (
+            not isinstance(kept, list)
+            or not kept
+            or any(isinstance(c, bool) or not isinstance(c, int) for c in kept)
+            or len(set(kept)) != len(kept)
+        ):
+            raise SelectionMismatchError(
+                f"The selection's kept channels of layer {layer!r} must be a non-empty list of "
+                f"distinct ints. Got {entry!r} instead."
+            )
+        found[str(layer)] = [int(c) for c in kept]
+    return found

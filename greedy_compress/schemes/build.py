@@ -27,13 +27,18 @@ def build_compressed(
     example_input: torch.Tensor | None = None,
     details: Mapping[str, Any] | None = None,
     after_layer: Callable[[nn.Module, str], None] | None = None,
+    record: dict[str, Any] | None = None,
+    prepare: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` with each ``name -> (scheme, rank)`` compressed; ``model`` is
     left untouched.
 
-    Each scheme is prepared once on ``model`` (with ``example_input`` and ``details``);
-    layers are compressed in the order given, each factorized from the copy as it is at
-    that point (so ``after_layer(copy, name)``, e.g. fine-tuning, shapes the later ones).
+    Each scheme is prepared once on ``model`` (with ``example_input`` and ``details``;
+    ``prepare=False`` when the caller just did); layers are compressed in the order given,
+    each factorized from the copy as it is at that point (so ``after_layer(copy, name)``,
+    e.g. fine-tuning, shapes the later ones). ``record``, if given, receives what
+    rebuilding each layer later needs beyond its rank (:meth:`Factorization.replay`: the
+    kept channels of a pruned layer).
 
     Raises:
         GreedyCompressError: a layer name the model does not have.
@@ -53,12 +58,16 @@ def build_compressed(
         raise GreedyCompressError(
             f"The selection names layer(s) {missing}, which this model does not have."
         )
-    for scheme in {id(s): s for s, _ in layers.values()}.values():
-        scheme.prepare(model, example_input=example_input, details=details)
+    if prepare:
+        for scheme in {id(s): s for s, _ in layers.values()}.values():
+            scheme.prepare(model, example_input=example_input, details=details)
     compressed = copy.deepcopy(model)
     for name, (scheme, rank) in layers.items():
         factorization = scheme.factorize_in(compressed, name)
         replace_modules(compressed, factorization.replacements(name, rank))
+        replay = factorization.replay(rank)
+        if record is not None and replay is not None:
+            record[name] = replay
         if after_layer is not None:
             after_layer(compressed, name)
     return compressed

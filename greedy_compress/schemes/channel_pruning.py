@@ -23,8 +23,9 @@ from greedy_compress.graph import (
     DependencyGraph,
     group_replacements,
 )
+from greedy_compress.model.hashing import tensor_hash
 from greedy_compress.model.modules import weight_of
-from greedy_compress.model.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
@@ -221,6 +222,8 @@ class ChannelPruning(GroupPruning):
         return list(range(group.size))
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
+        if self._structure_only:  # shapes only: the weights are loaded afterwards
+            return super().factorize_in(model, name)
         graph, group = self.group_in(model, name)
         assert self._samples is not None
         reference = self.prepared_model

@@ -17,8 +17,9 @@ from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter, check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph
+from greedy_compress.model.hashing import callable_identity, tensor_hash
 from greedy_compress.model.modules import weight_of
-from greedy_compress.model.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples
 from greedy_compress.schemes._pruning import GroupPruning
 from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
 
@@ -56,6 +57,7 @@ class FilterPruning(GroupPruning):
         owner = type(self).__name__
         chosen = self.default_criterion if criterion is None else criterion
         self.criterion = get_criterion(chosen, owner)
+        self._registered_criterion = isinstance(chosen, str)
         label = chosen if isinstance(chosen, str) else getattr(chosen, "__name__", "custom")
         self.name = f"filter_pruning_{label}"  # type: ignore[misc]
         self.data = data
@@ -67,10 +69,14 @@ class FilterPruning(GroupPruning):
         return bool(getattr(self.criterion, "needs_data", False))
 
     def settings(self) -> dict[str, Any]:
-        if not self.uses_data:
-            return {}
-        samples = tensor_hash(self._samples) if self._samples is not None else None
-        return {"num_samples": self.num_samples, "samples": samples}
+        found: dict[str, Any] = {}
+        if not self._registered_criterion:
+            # An unregistered callable: its code, not its (possibly shared) name.
+            found["criterion"] = callable_identity(self.criterion)
+        if self.uses_data:
+            samples = tensor_hash(self._samples) if self._samples is not None else None
+            found.update(num_samples=self.num_samples, samples=samples)
+        return found
 
     def check_ready(self) -> None:
         if self.uses_data and self._samples is None:

@@ -30,9 +30,10 @@ from greedy_compress._util.constraints import Interval, bad_parameter, check, ch
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.bits import FLOAT_BITS
 from greedy_compress.model.cost import Cost, CostMetric
+from greedy_compress.model.hashing import tensor_hash
 from greedy_compress.model.modes import eval_mode
 from greedy_compress.model.profile import LayerInfo, ModelProfile
-from greedy_compress.model.sampling import capture, take_samples, tensor_hash
+from greedy_compress.model.sampling import capture, take_samples
 from greedy_compress.quantization import calibrate, quantize_layer, quantize_modules
 from greedy_compress.schemes._base import Candidate, Factorization, Scheme
 

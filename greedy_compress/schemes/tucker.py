@@ -21,6 +21,7 @@ shrink together. For an explicit pair use :func:`tucker2` with ``ranks=(r_in, r_
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -45,17 +46,24 @@ def _max_core_ranks(out_ch: int, in_ch: int, kernel_elements: int) -> tuple[int,
     return min(in_ch, out_ch * kernel_elements), min(out_ch, in_ch * kernel_elements)
 
 
-def core_ranks(rank: int, max_in: int, max_out: int) -> tuple[int, int]:
+def core_ranks(rank: int, max_in: int, max_out: int, multiplicity: int = 1) -> tuple[int, int]:
     """The (r_in, r_out) core ranks the Tucker scheme uses for its single ``rank``.
 
-    The larger side gets ``rank``; the other is scaled in proportion (rounded up).
+    The larger side gets ``rank``; the other is scaled in proportion, rounded up (to a
+    multiple of ``multiplicity``, at most its maximum), so both core ranks are rounded when
+    ``rank`` is.
 
     Example:
-        >>> core_ranks(8, max_in=16, max_out=32)
-        (4, 8)
+        >>> core_ranks(8, max_in=16, max_out=32), core_ranks(16, 24, 32, multiplicity=8)
+        ((4, 8), (16, 16))
     """
     largest = max(max_in, max_out)
-    return -(-rank * max_in // largest), -(-rank * max_out // largest)
+
+    def scaled(top: int) -> int:
+        value = -(-rank * top // largest)
+        return min(top, -(-value // multiplicity) * multiplicity)
+
+    return scaled(max_in), scaled(max_out)
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,11 @@ class TuckerFit:
 
 
 class _TuckerFactorization(Factorization):
-    def __init__(self, module: nn.Conv1d | nn.Conv2d, *, n_iter_max: int, tol: float) -> None:
+    def __init__(
+        self, module: nn.Conv1d | nn.Conv2d, *, n_iter_max: int, tol: float, multiplicity: int = 1
+    ) -> None:
         self.module = module
+        self.multiplicity = multiplicity
         self.n_iter_max = n_iter_max
         self.tol = tol
         self.tensor = as_numpy64(module.weight)
@@ -131,7 +142,7 @@ class _TuckerFactorization(Factorization):
         return nn.Sequential(first, middle, last)
 
     def build(self, rank: int) -> nn.Sequential:
-        return self.build_pair(*core_ranks(rank, self.max_in, self.max_out))
+        return self.build_pair(*core_ranks(rank, self.max_in, self.max_out, self.multiplicity))
 
 
 class Tucker2(Scheme):
@@ -151,6 +162,15 @@ class Tucker2(Scheme):
     def __init__(self, *, n_iter_max: int = 10, tol: float = 1e-5) -> None:
         self.n_iter_max = n_iter_max
         self.tol = tol
+        self.multiplicity = 1  # core ranks are rounded together (see with_multiplicity)
+
+    def with_multiplicity(self, multiplicity: int) -> Tucker2:
+        """A copy that rounds both core ranks to multiples of ``multiplicity``."""
+        if multiplicity == self.multiplicity:
+            return self
+        rounded = copy.copy(self)
+        rounded.multiplicity = multiplicity
+        return rounded
 
     def skip_reason(self, layer: LayerInfo) -> str | None:
         if layer.kind not in ("conv1d", "conv2d"):
@@ -165,7 +185,7 @@ class Tucker2(Scheme):
 
     def core_ranks(self, layer: LayerInfo, rank: int) -> tuple[int, int]:
         """(r_in, r_out) for the scheme's single ``rank`` (see the module docstring)."""
-        return core_ranks(rank, *self.max_core_ranks(layer))
+        return core_ranks(rank, *self.max_core_ranks(layer), self.multiplicity)
 
     def rank_covering(self, layer: LayerInfo, r_in: int, r_out: int) -> int:
         """The smallest single rank whose core ranks are at least ``r_in`` and ``r_out``."""
@@ -193,7 +213,12 @@ class Tucker2(Scheme):
         return self.cost_for_core_ranks(layer, *self.core_ranks(layer, rank))
 
     def factorize(self, module: nn.Module) -> _TuckerFactorization:
-        return _TuckerFactorization(module, n_iter_max=self.n_iter_max, tol=self.tol)  # type: ignore[arg-type]
+        return _TuckerFactorization(
+            module,  # type: ignore[arg-type]
+            n_iter_max=self.n_iter_max,
+            tol=self.tol,
+            multiplicity=self.multiplicity,
+        )
 
 
 def tucker2(conv: nn.Conv1d | nn.Conv2d, ranks: int | tuple[int, int]) -> nn.Sequential:

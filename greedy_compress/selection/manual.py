@@ -23,6 +23,7 @@ from greedy_compress._util.constraints import (
     check_ratio,
 )
 from greedy_compress.model.cost import Cost, CostMetric, check_metric
+from greedy_compress.model.hashing import architecture_hash
 from greedy_compress.model.profile import LayerInfo, ModelProfile, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, get_scheme
 from greedy_compress.selection.selection import LayerChoice, Selection
@@ -229,7 +230,10 @@ def manual_selection(
     else:
         ratios = {name: _check_ratio(name, value, owner) for name, value in values.items()}
     # Validated everything: now the costs, on the scheme prepared with these values.
-    details: dict[str, object] = {"input_shape": list(example.shape)}
+    details: dict[str, object] = {
+        "input_shape": list(example.shape),
+        "model": architecture_hash(model),
+    }
     if index_mode:
         details["indices"] = indices
     profile = _prepared(model, scheme, example, (), details if index_mode else None)
@@ -248,6 +252,15 @@ def manual_selection(
             rank = max(1, math.floor(ratios[name] * size + 1e-9))
             rank = min(size, max(multiplicity, rank // multiplicity * multiplicity))
         new_cost = scheme.cost(info, rank).get(metric)
+        if not index_mode and new_cost > info.cost.get(metric):
+            raise bad_parameter(
+                f"values[{name!r}]",
+                owner,
+                f"a value whose rank compresses the layer ({rank} {scheme.rank_unit}s, "
+                f"multiplicity {multiplicity}, keep {new_cost / info.cost.get(metric):.0%} of "
+                f"its {metric} cost; lower the value or the multiplicity, or leave the layer out)",
+                values[name],
+            )
         kept += new_cost - info.cost.get(metric)
         # Nothing was evaluated: no predicted score.
         choices[name] = LayerChoice(new_cost / info.cost.get(metric), rank, None)

@@ -27,6 +27,7 @@ import optuna
 import torch
 from torch import nn
 
+from evaluators import BatchEvaluator
 from greedy_compress._util.constraints import (
     Interval,
     NoneOr,
@@ -37,8 +38,10 @@ from greedy_compress._util.constraints import (
 )
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary import EvalScores, Evaluator, run_evaluator
+from greedy_compress.dictionary.identity import batch_digest
 from greedy_compress.errors import GreedyCompressError, ScoresFormatError
 from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.hashing import callable_identity
 from greedy_compress.model.swap import swapped
 from greedy_compress.schemes import Factorization, Scheme, build_compressed, get_scheme
 from greedy_compress.selection._optuna_study import (
@@ -46,10 +49,17 @@ from greedy_compress.selection._optuna_study import (
     default_study_name,
     make_sampler,
     open_storage,
+    open_study,
+    study_identity,
 )
 from greedy_compress.selection.exact_cost import choices_cost
 from greedy_compress.selection.options import LayerOption, layer_options
-from greedy_compress.selection.selection import LayerChoice, Selection, layer_schemes
+from greedy_compress.selection.selection import (
+    LayerChoice,
+    Selection,
+    build_details,
+    layer_schemes,
+)
 from greedy_compress.selection.solvers import GreedySolver, Solver, get_solver
 
 __all__ = ["SearchResult", "optuna_search"]
@@ -108,7 +118,11 @@ class _TrialModels:
 
     def score(self, selection: Selection) -> float:
         schemes = layer_schemes(
-            selection.choices, selection.scheme, scheme=self.override, owner=_OWNER
+            selection.choices,
+            selection.scheme,
+            scheme=self.override,
+            owner=_OWNER,
+            multiplicity=int(selection.details.get("multiplicity", 1)),
         )
         if any(s.costs_interact for s in schemes.values()):
             # The scheme edits other modules too (pruning shrinks the neighbours), so
@@ -231,8 +245,7 @@ def optuna_search(
         return choices_cost(scores, choices_of(params)).get(metric)
 
     def to_selection(params: Mapping[str, str], details: dict[str, Any]) -> Selection:
-        if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
-            details = {**details, "input_shape": list(scores.fingerprint["input_shape"])}
+        details = {**details, **build_details(scores)}
         return Selection(
             scheme=scores.scheme,
             solver="optuna",
@@ -255,18 +268,18 @@ def optuna_search(
             )
         return params
 
-    name = study_name or default_study_name(scores, target, metric)
+    evaluator_data = (
+        batch_digest(evaluator.batches(model)) if isinstance(evaluator, BatchEvaluator) else None
+    )
+    identity = study_identity(
+        scores, f"{callable_identity(evaluator)}|{evaluator_data}", target, metric
+    )
+    name = study_name or default_study_name(identity)
     seed_params = {solver: params_of(sel) for solver, sel in seed_selections.items()}
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bar replaces its per-trial lines
     try:
-        study = optuna.create_study(
-            storage=opened,
-            sampler=sampler,
-            study_name=name,
-            direction="maximize",
-            load_if_exists=True,
-        )
+        study = open_study(storage=opened, sampler=sampler, name=name, identity=identity)
         for params in seed_params.values():
             study.enqueue_trial(params, skip_if_exists=True)
         result = _run(

@@ -287,7 +287,13 @@ def repair_selection(
         key = _key(choice)
         if key not in seen:
             chosen = _choices(choice)
-            schemes = layer_schemes(chosen, selection.scheme, scheme=scheme, owner=owner)
+            schemes = layer_schemes(
+                chosen,
+                selection.scheme,
+                scheme=scheme,
+                owner=owner,
+                multiplicity=int(selection.details.get("multiplicity", 1)),
+            )
             built = build_compressed(
                 model,
                 {name: (schemes[name], c.rank) for name, c in chosen.items()},

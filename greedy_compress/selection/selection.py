@@ -8,6 +8,7 @@ rounding). A selection only holds kept ratios.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ __all__ = [
     "SELECTION_VERSION",
     "LayerChoice",
     "Selection",
+    "build_details",
     "layer_schemes",
     "predicted_score",
 ]
@@ -145,6 +147,17 @@ class Selection:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ScoresFormatError(f"{source} is malformed: {error!r}") from error
 
+    def with_details(self, **details: Any) -> Selection:
+        """A copy with ``details`` added to (or replacing) the selection's details."""
+        return dataclasses.replace(self, details={**self.details, **details})
+
+    def with_replay(self, record: Mapping[str, Any]) -> Selection:
+        """A copy that records what :func:`~greedy_compress.apply_selection` reported in
+        ``record`` (the kept channels of pruned layers), so it rebuilds with no data."""
+        if not record:
+            return self
+        return self.with_details(replay={**self.details.get("replay", {}), **record})
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the selection as JSON, atomically."""
         atomic_write_json(path, self.to_dict())
@@ -186,12 +199,29 @@ def predicted_score(scores: EvalScores, selection: Selection) -> float | None:
     return scores.baseline + sum(s - scores.baseline for s in changes if s is not None)
 
 
+def build_details(scores: EvalScores) -> dict[str, Any]:
+    """What a selection made from ``scores`` records so it can be built alone: the model's
+    architecture (it is refused for another), the input shape (schemes that trace the
+    model) and the rank multiplicity (schemes that round several sizes together)."""
+    found: dict[str, Any] = {}
+    if "architecture" in scores.fingerprint:  # apply_selection refuses other models
+        found["model"] = scores.fingerprint["architecture"]
+    if "input_shape" in scores.fingerprint:
+        found["input_shape"] = list(scores.fingerprint["input_shape"])
+    if int(scores.fingerprint.get("multiplicity", 1)) != 1:
+        found["multiplicity"] = int(scores.fingerprint["multiplicity"])
+    if "scheme_settings" in scores.fingerprint:  # checked when the selection is built
+        found["scheme_settings"] = scores.fingerprint["scheme_settings"]
+    return found
+
+
 def layer_schemes(
     choices: Mapping[str, LayerChoice],
     default: str,
     *,
     scheme: str | Scheme | None = None,
     owner: str,
+    multiplicity: int = 1,
 ) -> dict[str, Scheme]:
     """The scheme that builds each chosen layer, resolved (and validated) up front.
 
@@ -209,7 +239,7 @@ def layer_schemes(
         >>> {s.name for s in schemes.values()}
         {'spatial_svd'}
     """
-    override = None if scheme is None else get_scheme(scheme, owner)
+    override = None if scheme is None else get_scheme(scheme, owner).with_multiplicity(multiplicity)
     schemes: dict[str, Scheme] = {} if override is None else {override.name: override}
     resolved = {}
     for name, choice in choices.items():
@@ -217,6 +247,6 @@ def layer_schemes(
         if wanted is None:
             wanted = default if override is None else override.name
         if wanted not in schemes:
-            schemes[wanted] = get_scheme(wanted, owner)
+            schemes[wanted] = get_scheme(wanted, owner).with_multiplicity(multiplicity)
         resolved[name] = schemes[wanted]
     return resolved

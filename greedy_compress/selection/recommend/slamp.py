@@ -34,6 +34,7 @@ from torch import nn
 from greedy_compress._util.constraints import bad_parameter, check_choice, check_open_unit
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.hashing import architecture_hash
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import make_example_input, profile_model
 from greedy_compress.schemes import Scheme, get_scheme
@@ -192,7 +193,11 @@ class SlampRecommendation:
             target=ratio,
             predicted_ratio=ratio,
             choices=choices,
-            details={"slamp": self.to_dict(), "input_shape": list(example.shape)},
+            details={
+                "slamp": self.to_dict(),
+                "input_shape": list(example.shape),
+                "model": architecture_hash(model),
+            },
         )
 
 

@@ -37,6 +37,7 @@ from greedy_compress._util.blas import single_threaded_blas
 from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress.errors import NoCompressibleLayerError
 from greedy_compress.model.cost import CostMetric, check_metric
+from greedy_compress.model.hashing import architecture_hash
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.profile import LayerInfo, make_example_input, profile_model
 from greedy_compress.schemes import Scheme, Tucker2, get_scheme
@@ -270,6 +271,8 @@ def recommend_vbmf(
         predicted_ratio=predicted,
         choices=choices,
         details={
+            "input_shape": list(example.shape),
+            "model": architecture_hash(model),
             "calibration": calibration,
             "layers": layers,
             "left_alone": left_alone,

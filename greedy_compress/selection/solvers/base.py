@@ -13,7 +13,7 @@ from greedy_compress.model.cost import CostMetric, check_metric
 from greedy_compress.selection.budget import meet_budget
 from greedy_compress.selection.exact_cost import meet_exact_cost
 from greedy_compress.selection.options import LayerOption, layer_options, non_monotone
-from greedy_compress.selection.selection import LayerChoice, Selection
+from greedy_compress.selection.selection import LayerChoice, Selection, build_details
 
 __all__ = ["Solver"]
 
@@ -82,10 +82,7 @@ class Solver(ABC):
         measured = layer_options(scores, metric)
         options = layer_options(scores, metric, monotone=True) if monotone else measured
         notes: dict[str, Any] = {"monotone_fit": monotone, "non_monotone": non_monotone(measured)}
-        if "input_shape" in scores.fingerprint:  # what schemes that trace the model need
-            notes["input_shape"] = list(scores.fingerprint["input_shape"])
-        if "scheme_settings" in scores.fingerprint:  # checked when the selection is built
-            notes["scheme_settings"] = scores.fingerprint["scheme_settings"]
+        notes.update(build_details(scores))
 
         def additive(asked: float) -> Selection:
             return self._solve_additive(scores, options, metric, asked, notes)
