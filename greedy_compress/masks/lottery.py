@@ -22,12 +22,13 @@ class LotteryTicketPruner(Pruner):
     """Iterative magnitude pruning with rewinding to the initial weights.
 
     :meth:`compress` records the weights as they are (the "initial" ones) with all-ones
-    masks. Each of the ``prune_iterations`` rounds (:meth:`rounds` yields them; train the
-    model inside the loop) first prunes a fraction ``1 - (1 - sparsity)^(1/n)`` of the
-    remaining weights of each op by magnitude of the trained weights, so that round ``r``
-    reaches ``1 - (1 - sparsity)^(r/n)`` and the last one the configured sparsity, then
-    rewinds every surviving weight (and the rest of the model) to its initial value. The
-    masks of every round are kept in :attr:`history`.
+    masks. :meth:`rounds` yields round 0 (train the dense model inside the loop), then each
+    of the ``prune_iterations`` rounds, which first prunes a fraction
+    ``1 - (1 - sparsity)^(1/n)`` of the remaining weights of each op by magnitude of the
+    weights the previous round trained, so that round ``r`` reaches
+    ``1 - (1 - sparsity)^(r/n)`` and the last one the configured sparsity, then rewinds
+    every surviving weight (and the rest of the model: biases, BatchNorm statistics) to
+    its initial value. The masks of every pruning round are kept in :attr:`history`.
 
     Example:
         >>> import copy
@@ -74,8 +75,11 @@ class LotteryTicketPruner(Pruner):
         return masks
 
     def rounds(self) -> Iterator[int]:
-        """Rounds 1 to ``prune_iterations``: each is pruned and rewound before it is yielded,
-        so the loop body trains the round's ticket."""
+        """Round 0 (the dense model, as NNI's first iteration), then rounds 1 to
+        ``prune_iterations``, each pruned by the magnitudes the previous round trained and
+        rewound before it is yielded: the loop body trains the round's model."""
+        if self.round == 0:
+            yield 0
         while self.round < self.prune_iterations:
             self.prune_round()
             yield self.round
