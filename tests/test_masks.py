@@ -11,8 +11,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from evaluators import TopKAccuracy
-from greedy_compress.errors import InvalidParameterError
-from greedy_compress.export import export_model
+from greedy_compress.errors import ExportError, GreedyCompressError, InvalidParameterError
+from greedy_compress.export import (
+    csr_bytes,
+    export_model,
+    load_sparse_state_dict,
+    sparse_state_dict,
+)
 from greedy_compress.masks import (
     AGPPruner,
     FPGMPruner,
@@ -22,6 +27,7 @@ from greedy_compress.masks import (
     agp_sparsity,
     get_pruner,
     load_masks,
+    magnitude_mask,
     register_pruner,
     speedup,
 )
@@ -108,25 +114,29 @@ def test_lottery_ticket_prunes_three_rounds_and_rewinds_to_the_initial_weights(t
     pruner = LotteryTicketPruner(net, [{"sparsity": 0.875, "op_types": ["default"]}])
     pruner.compress()
     loader = data.train_loader(batch_size=256)
-    trained_before_round = []
+    trained = None
     for round_ in pruner.rounds():
-        # Rewound: every surviving weight is its initial value, pruned ones are zero.
         for name in pruner.configs:
             layer = net.get_submodule(name)
             original = layer.parametrizations.weight.original
             assert torch.equal(original, initial[f"{name}.weight"]), (round_, name)
-            mask = pruner.history[-1][f"{name}.weight"]
-            assert torch.equal(layer.weight, initial[f"{name}.weight"] * mask)
+        if round_ == 0:  # the dense model first
+            assert all(bool((m == 1).all()) for m in pruner.masks().values())
+        else:  # pruned by the magnitudes just trained, then rewound to the initial weights
+            mask = pruner.history[-1]["features.3.weight"]
+            expected = magnitude_mask(trained, 1 - 0.125 ** (round_ / 3))
+            assert torch.equal(mask, expected), round_
+            assert torch.equal(net.features[3].weight, initial["features.3.weight"] * mask)
         assert torch.equal(net.features[1].running_mean, initial["features.1.running_mean"])
         _train(net, loader, epochs=1)
-        trained_before_round.append(copy.deepcopy(net.features[3].parametrizations.weight.original))
+        trained = net.features[3].weight.detach().clone()
+        assert not torch.equal(trained, initial["features.3.weight"])
     assert pruner.round == 3 and len(pruner.history) == 3
     sparsities = [s["features.3"] for s in pruner.round_sparsities()]
     assert sparsities == pytest.approx([0.5, 0.75, 0.875], abs=1e-3)
     for earlier, later in zip(pruner.history, pruner.history[1:], strict=False):
         for key in earlier:
             assert bool(((later[key] == 1) <= (earlier[key] == 1)).all()), key  # nested
-    assert not torch.equal(trained_before_round[-1], initial["features.3.weight"])
 
 
 def test_fpgm_masks_whole_filters_and_speedup_makes_a_smaller_equal_model(trained_demo, tmp_path):
@@ -191,3 +201,48 @@ def test_bad_entries_are_refused_with_one_clear_error(entry, message):
 
     with pytest.raises(InvalidParameterError, match=message):
         LevelPruner(DigitsCNN(), [entry])
+
+
+def test_sparse_export_is_smaller_loads_weights_only_and_matches_onnx(trained_demo, tmp_path):
+    model, data = trained_demo
+    net = LevelPruner(copy.deepcopy(model), [{"sparsity": 0.8, "op_types": ["default"]}])
+    net = net.compress()
+    result = export_model(
+        net,
+        sparse_path=tmp_path / "sparse.pt",
+        onnx_path=tmp_path / "net.onnx",
+        input_shape=(1, 1, 8, 8),
+    )
+    dense = export_model(model, model_path=tmp_path / "dense.pt").sizes["model"]
+    # 80% zeros: nonzeros x (4 + 2) bytes + row starts, about 0.3 of the dense float32 file.
+    assert result.sizes["sparse"] < 0.4 * dense
+    assert result.max_difference is not None and result.max_difference < 1e-4
+    state = sparse_state_dict(net)
+    for name in ("features.3.weight", "classifier.weight"):
+        weight = net.get_submodule(name.rpartition(".")[0]).weight
+        stored = sum(state[name + s].nbytes for s in (".values", ".col_indices", ".crow_indices"))
+        assert stored == csr_bytes(tuple(weight.shape), int((weight != 0).sum()))
+    fresh = copy.deepcopy(model)
+    fresh.load_state_dict(load_sparse_state_dict(tmp_path / "sparse.pt"))
+    x = data.val_images[:64]
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), net(x), atol=0, rtol=0)
+
+
+def test_a_file_of_another_format_is_refused(tmp_path):
+    torch.save({"weight": torch.ones(2)}, tmp_path / "plain.pt")
+    with pytest.raises(ExportError, match="is not a greedy-compress/sparse-csr file"):
+        load_sparse_state_dict(tmp_path / "plain.pt")
+
+
+def test_a_mask_of_the_wrong_shape_is_refused():
+    @register_pruner
+    class WrongShape(Pruner):
+        name = "wrong_shape_for_test"
+
+        def calc_mask(self, layer, config):
+            return torch.ones(3)
+
+    net = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(GreedyCompressError, match=r"mask of shape \(3,\) for '0'"):
+        WrongShape(net, [{"sparsity": 0.5, "op_types": ["default"]}]).compress()

@@ -25,6 +25,7 @@ from greedy_compress._util.constraints import Interval, bad_parameter, check
 from greedy_compress._util.io import atomic_write_json
 from greedy_compress.errors import ExportError
 from greedy_compress.export.onnx_qdq import LayerQuantization, build_qdq_onnx
+from greedy_compress.export.sparse import save_sparse_state_dict
 from greedy_compress.model.mask import bake_parametrizations, model_masks
 from greedy_compress.model.profile import make_example_input
 from greedy_compress.quantization import QuantizedLayer
@@ -52,8 +53,8 @@ class ExportResult:
     """What :func:`export_model` wrote and checked.
 
     Attributes:
-        paths: each written file by kind (``"model"``, ``"mask"``, ``"quantization"``,
-            ``"onnx"``).
+        paths: each written file by kind (``"model"``, ``"mask"``, ``"sparse"``,
+            ``"quantization"``, ``"onnx"``).
         sizes: their sizes in bytes.
         max_difference: the largest |onnxruntime - torch| output difference (None without
             ONNX).
@@ -179,6 +180,7 @@ def export_model(
     *,
     model_path: str | os.PathLike[str] | None = None,
     mask_path: str | os.PathLike[str] | None = None,
+    sparse_path: str | os.PathLike[str] | None = None,
     onnx_path: str | os.PathLike[str] | None = None,
     quantization_path: str | os.PathLike[str] | None = None,
     input_shape: Sequence[int] | None = None,
@@ -193,6 +195,8 @@ def export_model(
         model_path: its ``state_dict`` (loadable with ``torch.load(..., weights_only=True)``
             into the same quantized or masked model).
         mask_path: ``{parameter name: mask}`` of every masked weight (weights-only file).
+        sparse_path: the state dict with every masked weight in CSR form and no masks
+            (:mod:`greedy_compress.export.sparse`: the format, and the loader).
         onnx_path: ONNX (opset 21): quantized weights as integer initializers with
             DequantizeLinear, quantized activations as QDQ; checked and run in onnxruntime.
         quantization_path: JSON of scale, zero point and bits per quantized tensor.
@@ -231,6 +235,9 @@ def export_model(
     if mask_path is not None:
         torch.save(model_masks(model), mask_path)
         result.paths["mask"] = os.fspath(mask_path)
+    if sparse_path is not None:
+        save_sparse_state_dict(model, sparse_path)
+        result.paths["sparse"] = os.fspath(sparse_path)
     if quantization_path is not None:
         atomic_write_json(quantization_path, quantization_parameters(model))
         result.paths["quantization"] = os.fspath(quantization_path)
