@@ -61,8 +61,12 @@ def example_namespace(demo_cache: None) -> dict[str, Any]:
 def _doctest_names(request: pytest.FixtureRequest) -> None:
     """Give doctests the example namespace (tests ask for it by name); a module's own
     globals win over it, except submodules a package's namespace happens to hold
-    (``greedy_compress.model`` is not the demo ``model``)."""
+    (``greedy_compress.model`` is not the demo ``model``). Each example starts from the same
+    random state, so what it prints does not depend on which examples ran before it."""
     if isinstance(request.node, pytest.DoctestItem):
+        import torch
+
+        torch.manual_seed(0)
         globs = request.node.dtest.globs
         for name, value in request.getfixturevalue("example_namespace").items():
             if name not in globs or isinstance(globs[name], types.ModuleType):
