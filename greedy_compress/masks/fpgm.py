@@ -58,9 +58,10 @@ class FPGMPruner(Pruner):
     def update_masks(self) -> None:
         super().update_masks()
         norms = batch_norm_pairs(self.model)
+        masks = self.masks()
         for name in self.configs:
             layer = self.model.get_submodule(name)
-            keep = self.masks()[f"{name}.weight"].flatten(1).amax(dim=1)
+            keep = masks[f"{name}.weight"].flatten(1).amax(dim=1)
             if layer.bias is not None:
                 set_mask(layer, keep.clone(), "bias")
             if name in norms:
