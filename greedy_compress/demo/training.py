@@ -27,8 +27,8 @@ def train_classifier(
     """Train ``model`` in place with Adam and cross-entropy (cosine learning rate); returns it.
 
     Example:
-        >>> trained = train_classifier(DigitsCNN(), data.train_loader(), epochs=1)
-        >>> TopKAccuracy(data.val_loader())(trained) > 0.5
+        >>> trained = train_classifier(DigitsCNN(), data.train_loader(), epochs=4)
+        >>> TopKAccuracy(data.val_loader())(trained) > 0.9
         True
     """
     torch.manual_seed(seed)
