@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +20,13 @@ from greedy_compress.demo.models import TinyResNet
 from greedy_compress.demo.run import cache_dir, save_weights, trained_digits_cnn
 from greedy_compress.demo.training import train_classifier
 
-__all__ = ["BENCHMARK_MODELS", "median_time", "trained_resnet"]
+__all__ = [
+    "BENCHMARK_MODELS",
+    "corrupt_digits",
+    "median_time",
+    "trained_corrupted_cnn",
+    "trained_resnet",
+]
 
 
 def trained_resnet() -> tuple[nn.Module, DigitsData]:
@@ -50,3 +57,43 @@ def median_time(function: Callable[[], Any], repeats: int = 3) -> tuple[float, A
         result = function()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def corrupt_digits(data: DigitsData, *, noise: float = 0.2, seed: int = 0) -> DigitsData:
+    """A harder copy of the digits: each image rotated (up to 15 degrees), scaled (0.85 to
+    1.15) and shifted (up to 1 pixel) at random, then Gaussian noise of std ``noise``; all
+    seeded, generated in code (nothing downloaded)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def corrupt(images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
+        angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(15)
+        scale = 0.85 + 0.3 * torch.rand(n, generator=generator)
+        shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 / images.shape[-1])
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        )
+        grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        moved = nn.functional.grid_sample(images, grid, align_corners=False)
+        return moved + noise * torch.randn(moved.shape, generator=generator)
+
+    return DigitsData(
+        corrupt(data.train_images), data.train_labels, corrupt(data.val_images), data.val_labels
+    )
+
+
+def trained_corrupted_cnn(*, width: int = 16, epochs: int = 20) -> tuple[nn.Module, DigitsData]:
+    """A DigitsCNN trained on :func:`corrupt_digits` (seeded, cached like the others)."""
+    from greedy_compress.demo.models import DigitsCNN
+
+    data = corrupt_digits(load_digits_data())
+    torch.manual_seed(0)
+    model = DigitsCNN(width=width)
+    path = cache_dir() / f"digits_cnn-corrupted-w{width}-e{epochs}-seed0-v1.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        train_classifier(model, data.train_loader(), epochs=epochs, progress=True)
+        save_weights(model, path)
+    return model.eval(), data

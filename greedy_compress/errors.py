@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "DecompositionError",
     "EvaluatorResultError",
+    "ExportError",
     "GraphTraceError",
     "GreedyCompressError",
     "InvalidParameterError",
@@ -59,6 +60,12 @@ class DecompositionError(GreedyCompressError, ArithmeticError):
 
 class GraphTraceError(GreedyCompressError, ValueError):
     """Raised when torch.fx cannot trace a model that a pruning scheme needs; names the module."""
+
+
+class ExportError(GreedyCompressError, ValueError):
+    """Raised when a model cannot be exported as asked (a layer whose quantized weights
+    have no integer grid, an uncalibrated activation) or the exported ONNX file does not
+    reproduce the model within the tolerance; names the layer or the difference."""
 
 
 class EvaluatorResultError(GreedyCompressError, TypeError):

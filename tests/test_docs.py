@@ -136,14 +136,24 @@ def _run_shell(block: Block, command: str, cwd: Path) -> None:
 
 
 def _registries() -> list[dict[Any, Any]]:
-    """The global registries an example may add to (a scheme, solver, criterion, handler),
-    so each file's additions are undone and other tests see the package as shipped."""
+    """The global registries an example may add to (a scheme, solver, criterion, handler,
+    quantizer, pruner), so each file's additions are undone and other tests see the package
+    as shipped."""
     from greedy_compress.graph import handlers
+    from greedy_compress.masks import _base as masks
+    from greedy_compress.quantization import _base as quantization
     from greedy_compress.schemes import _SCHEMES
     from greedy_compress.schemes.criteria import _base as criteria
     from greedy_compress.selection.solvers import _SOLVERS
 
-    return [_SCHEMES._classes, _SOLVERS._classes, criteria._CRITERIA, handlers._HANDLERS]
+    return [
+        _SCHEMES._classes,
+        _SOLVERS._classes,
+        criteria._CRITERIA,
+        handlers._HANDLERS,
+        quantization._QUANTIZERS,
+        masks._PRUNERS,
+    ]
 
 
 def _run_file(path: Path, namespace: dict[str, Any], cwd: Path) -> None:

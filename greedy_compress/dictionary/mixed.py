@@ -30,7 +30,7 @@ MIXED_SCHEME = "mixed"
 
 # Fingerprint fields allowed to differ between the dictionaries combined: the scheme is the
 # point, and each scheme may use its own candidate ratios.
-_PER_SCHEME_FIELDS = ("scheme", "candidates")
+_PER_SCHEME_FIELDS = ("scheme", "candidates", "scheme_settings")
 
 
 def _merge_order(orders: Sequence[Sequence[str]]) -> list[str]:
@@ -118,6 +118,19 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
             f"schemes {interacting}",
         )
 
+    for one in scores:
+        shared = one.fingerprint.get("scheme_settings", {}).get("shared_input", {})
+        followers = {member for members in shared.values() for member in members[1:]}
+        clash = sorted({n for o in scores if o is not one for n in o.layers if n in followers})
+        if clash:
+            # Such layers are quantized with their group's first layer in one dictionary;
+            # another scheme compressing them alone would change them twice.
+            raise bad_parameter(
+                "scores",
+                owner,
+                "dictionaries whose layers do not overlap a shared activation quantizer",
+                f"{one.scheme} decides {clash} with another layer",
+            )
     first = scores[0]
     shared = {k: v for k, v in first.fingerprint.items() if k not in _PER_SCHEME_FIELDS}
     for other in scores[1:]:
@@ -168,6 +181,13 @@ def combine_scores(scores: Sequence[EvalScores], *, baseline_tolerance: float = 
         "schemes": names,
         "candidates": {s.scheme: s.fingerprint.get("candidates") for s in scores},
     }
+    settings = {
+        s.scheme: s.fingerprint["scheme_settings"]
+        for s in scores
+        if "scheme_settings" in s.fingerprint
+    }
+    if settings:
+        fingerprint["scheme_settings"] = settings
     return EvalScores(
         fingerprint=fingerprint,
         baseline=first.baseline,

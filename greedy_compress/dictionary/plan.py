@@ -245,9 +245,7 @@ def plan_dictionary(
             skipped[name] = reason
             continue
         planned.append(name)
-        candidates[name] = [
-            scheme.candidate(layer, r, metric, multiplicity) for r in settings.ratios
-        ]
+        candidates[name] = scheme.candidates(layer, settings.ratios, metric, multiplicity)
     if not planned:
         raise _no_layer_error(scheme, skipped)
     return DictionaryPlan(

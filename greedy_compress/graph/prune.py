@@ -57,8 +57,10 @@ def module_cost(use: ModuleUse, removed: Mapping[int, int]) -> Cost:
     Example:
         >>> from greedy_compress.graph import ModuleUse, Segment
         >>> use = ModuleUse("conv", "conv", (Segment(0, 4),), (Segment(1, 8),), 36, 9, True)
-        >>> module_cost(use, {}), module_cost(use, {1: 2})
-        (Cost(macs=10368, params=296), Cost(macs=7776, params=222))
+        >>> module_cost(use, {})  # float32: bits = params x 32, bops = macs x 32 x 32
+        Cost(macs=10368, params=296, bits=9472, bops=10616832)
+        >>> module_cost(use, {1: 2})
+        Cost(macs=7776, params=222, bits=7104, bops=7962624)
     """
     fan_in, fan_out = _width(use.inputs, removed), _width(use.outputs, removed)
     if use.role == "norm":

@@ -14,7 +14,7 @@ from greedy_compress.report.comparison import StrategyComparison
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-COST_UNITS = {"mac": "MACs", "memory": "parameters"}
+COST_UNITS = {"mac": "MACs", "memory": "parameter bytes", "bops": "bit operations"}
 NEUTRAL = "#9a9a9a"
 
 

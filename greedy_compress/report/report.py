@@ -170,6 +170,8 @@ class CompressionReport:
             f"model MACs     {before.macs:,} -> {after.macs:,} ({after.macs / before.macs:.3f})",
             f"model params   {before.params:,} -> {after.params:,} "
             f"({after.params / before.params:.3f})",
+            f"model memory   {before.bytes:,.0f} -> {after.bytes:,.0f} bytes "
+            f"({after.bits / before.bits:.3f})",
             f"target {self.target:g} of {self.cost_metric} cost; achieved "
             f"{self.achieved_ratio:.4f} (predicted {self.predicted_ratio:.4f})",
             f"score          {self.baseline_score:.4f} -> {self.final_score:.4f}"

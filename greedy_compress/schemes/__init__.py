@@ -18,6 +18,7 @@ from greedy_compress.schemes.filter_pruning import (
     filter_pruning_scheme,
 )
 from greedy_compress.schemes.head_pruning import HeadPruning
+from greedy_compress.schemes.quantize import CompressThenQuantize, Quantize, composite_parts
 from greedy_compress.schemes.snp import SNP
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.tucker import Tucker2, tucker2
@@ -28,11 +29,13 @@ __all__ = [
     "SNP",
     "Candidate",
     "ChannelPruning",
+    "CompressThenQuantize",
     "DataAwareScheme",
     "Factorization",
     "FilterPruning",
     "HeadPruning",
     "IndexPruning",
+    "Quantize",
     "Scheme",
     "SpatialSVD",
     "Tucker2",
@@ -61,6 +64,7 @@ _SCHEMES.register(filter_pruning_scheme("nuclear"))
 _SCHEMES.register(IndexPruning)
 _SCHEMES.register(HeadPruning)
 _SCHEMES.register(SNP)
+_SCHEMES.register(Quantize)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names
@@ -94,8 +98,14 @@ def scheme_class(name: str) -> type[Scheme] | None:
 def get_scheme(scheme: str | Scheme, owner: str = "get_scheme") -> Scheme:
     """Return a scheme instance from its name (or the instance itself).
 
+    A name ``"<scheme>+w<bits>"`` (e.g. ``"weight_svd+w4"``) is the scheme followed by
+    weight quantization (:class:`CompressThenQuantize`).
+
     Example:
-        >>> get_scheme("spatial_svd").name
-        'spatial_svd'
+        >>> get_scheme("spatial_svd").name, get_scheme("tucker+w4").name
+        ('spatial_svd', 'tucker+w4')
     """
+    parts = composite_parts(scheme) if isinstance(scheme, str) else None
+    if parts is not None and parts[0] in _SCHEMES.names():
+        return CompressThenQuantize(_SCHEMES.get(parts[0], owner), bits=parts[1])
     return _SCHEMES.get(scheme, owner)

@@ -69,7 +69,7 @@ class AttentionPruning(GroupPruning):
     """Base of the attention schemes: each attention unit is one layer (kind
     ``"attention"``), the others are skipped with the reason."""
 
-    def candidates(self, graph: DependencyGraph) -> dict[str, tuple[ChannelGroup | None, str]]:
+    def layer_groups(self, graph: DependencyGraph) -> dict[str, tuple[ChannelGroup | None, str]]:
         self._units = attention_units(graph)
         found = {name: self.group_for(graph, name) for name in self._units}
         for name, use in graph.modules.items():

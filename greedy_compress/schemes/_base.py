@@ -13,7 +13,8 @@ calls the hooks:
    :meth:`Scheme.check_ready` (a missing constructor argument fails before any work);
 2. :meth:`Scheme.prepare` once per model (model-wide context: the channel graph, samples);
 3. per layer: :meth:`Scheme.skip_reason`, :meth:`Scheme.max_rank`, the analytic
-   :meth:`Scheme.cost` and :meth:`Scheme.candidate` for each asked ratio;
+   :meth:`Scheme.cost` and :meth:`Scheme.candidates` (by default :meth:`Scheme.candidate`
+   for each asked ratio);
 4. :meth:`Scheme.exact_costs`: how a whole selection is priced (None: layer costs add up);
 5. :meth:`Scheme.factorize_in` once per layer, then ``Factorization.replacements`` per rank
    (and ``Factorization.output_error`` per rank, for a two-level dictionary's proxy).
@@ -22,7 +23,7 @@ calls the hooks:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from greedy_compress.graph import ChannelCosts
-from greedy_compress.model.cost import Cost, CostMetric
+from greedy_compress.model.cost import Cost, CostMetric, float32_reason
 from greedy_compress.model.profile import LayerInfo, ModelProfile
 from greedy_compress.model.statistics import InputMoment
 from greedy_compress.model.swap import Replacement
@@ -215,7 +216,7 @@ class Scheme(ABC):
 
     def unsupported_reason(self, layer: LayerInfo, metric: CostMetric) -> str | None:
         """Why the layer must be skipped for ``metric``: unsupported, or nothing to save."""
-        reason = self.skip_reason(layer)
+        reason = self.skip_reason(layer) or float32_reason(layer.cost, metric)
         if reason is not None:
             return reason
         if self.cost(layer, 1).get(metric) >= layer.cost.get(metric):
@@ -245,6 +246,18 @@ class Scheme(ABC):
             rank = low
         rounded = max(multiplicity, rank // multiplicity * multiplicity)
         return min(rounded, self.max_rank(layer))
+
+    def candidates(
+        self,
+        layer: LayerInfo,
+        ratios: Sequence[float],
+        metric: CostMetric,
+        multiplicity: int = 1,
+    ) -> list[Candidate]:
+        """The candidates ``layer`` is scored at: by default one per asked ratio
+        (:meth:`candidate`); a scheme with its own grid (quantization's bit widths)
+        overrides this."""
+        return [self.candidate(layer, ratio, metric, multiplicity) for ratio in ratios]
 
     def candidate(
         self, layer: LayerInfo, ratio: float, metric: CostMetric, multiplicity: int = 1

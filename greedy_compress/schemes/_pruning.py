@@ -180,7 +180,7 @@ class GroupPruning(Scheme):
         self._groups, self._reasons = {}, {}
         self._model_cost = profile.model_cost if profile is not None else None
         unusable = profile.unusable if profile is not None else {}
-        for name, (group, reason) in self.candidates(graph).items():
+        for name, (group, reason) in self.layer_groups(graph).items():
             if group is not None:
                 bad = next((m for m in group.members if m in unusable), None)
                 if bad is not None:
@@ -208,7 +208,7 @@ class GroupPruning(Scheme):
         }
         return dataclasses.replace(profile, layers=layers)
 
-    def candidates(self, graph: DependencyGraph) -> dict[str, tuple[ChannelGroup | None, str]]:
+    def layer_groups(self, graph: DependencyGraph) -> dict[str, tuple[ChannelGroup | None, str]]:
         """Each layer the scheme might prune, with its group or why it cannot: by default the
         model's Convs and Linears."""
         return {

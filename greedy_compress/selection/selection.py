@@ -211,8 +211,8 @@ def build_details(scores: EvalScores) -> dict[str, Any]:
     multiplicity = scores.fingerprint.get("multiplicity", 1)
     if multiplicity != "auto" and int(multiplicity) != 1:  # "auto": measured ranks, no rounding
         found["multiplicity"] = int(multiplicity)
-    if scores.fingerprint.get("scheme_settings", {}).get("data_aware"):
-        found["scheme_settings"] = {"data_aware": True}  # the plain scheme is then refused
+    if "scheme_settings" in scores.fingerprint:  # checked when the selection is built
+        found["scheme_settings"] = scores.fingerprint["scheme_settings"]
     return found
 
 
