@@ -156,7 +156,7 @@ def test_a_data_aware_dictionary_records_it_and_its_selection_refuses_the_plain_
     settings = aware.fingerprint["scheme_settings"]
     assert settings["data_aware"] is True and settings["num_samples"] == 128
     selection = gc.select(aware, target=0.6)
-    assert selection.details["scheme_settings"] == {"data_aware": True}
+    assert selection.details["scheme_settings"] == settings  # all of them, checked on build
     with pytest.raises(GreedyCompressError, match="scored with data-aware weight_svd"):
         gc.apply_selection(model, selection)
     small = gc.apply_selection(model, selection, scheme=scheme)

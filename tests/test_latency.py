@@ -164,7 +164,8 @@ def test_a_meter_describes_what_its_latencies_depend_on():
 
 def test_costs_carry_latency_only_when_measured():
     plain, timed = Cost(10, 2), Cost(10, 2, latency_ns=500)
-    assert plain.to_dict() == {"macs": 10, "params": 2} and repr(plain) == "Cost(macs=10, params=2)"
+    assert plain.to_dict() == {"macs": 10, "params": 2, "bits": 64, "bops": 10240}
+    assert repr(plain) == "Cost(macs=10, params=2, bits=64, bops=10240)"  # no latency_ns
     assert Cost.from_dict(timed.to_dict()) == timed and Cost.from_dict(plain.to_dict()) == plain
     assert timed.get("latency") == 500 and timed.get("mac") == 10
     assert (timed - Cost(4, 1, latency_ns=200)).latency_ns == 300
