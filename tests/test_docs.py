@@ -151,8 +151,8 @@ def _registries() -> list[dict[Any, Any]]:
         _SOLVERS._classes,
         criteria._CRITERIA,
         handlers._HANDLERS,
-        quantization._QUANTIZERS,
-        masks._PRUNERS,
+        quantization._QUANTIZERS._classes,
+        masks._PRUNERS._classes,
     ]
 
 

@@ -1,4 +1,4 @@
-"""A name -> class registry, shared by schemes and solvers."""
+"""A name -> class registry, shared by schemes, solvers, quantizers and pruners."""
 
 from __future__ import annotations
 
@@ -41,11 +41,15 @@ class Registry(Generic[T]):
         """The class registered as ``name``, or None."""
         return self._classes.get(name)
 
+    def get_class(self, value: Any, owner: str) -> type[T]:
+        """The class registered as ``value``; an unknown name is one clear error."""
+        if not isinstance(value, str) or value not in self._classes:
+            allowed = "one of " + ", ".join(repr(n) for n in self.names())
+            raise bad_parameter(self.kind, owner, allowed, value)
+        return self._classes[value]
+
     def get(self, value: Any, owner: str) -> T:
         """An instance for a registered name, or ``value`` itself if already an instance."""
         if isinstance(value, self.base):
             return cast(T, value)
-        if not isinstance(value, str) or value not in self._classes:
-            allowed = "one of " + ", ".join(repr(n) for n in self.names())
-            raise bad_parameter(self.kind, owner, allowed, value)
-        return self._classes[value]()
+        return self.get_class(value, owner)()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import Constraint, Interval, bad_parameter
+from greedy_compress._util.registry import Registry
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.config_list import ConfigList, ConfigSpec, resolve_config_list
 from greedy_compress.model.mask import model_masks, set_mask
@@ -168,24 +169,19 @@ def load_masks(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     return model
 
 
-_PRUNERS: dict[str, type[Pruner]] = {}
+_PRUNERS: Registry[Pruner] = Registry("pruner", Pruner)
 
 
 def register_pruner(cls: type[Pruner]) -> type[Pruner]:
     """Add a pruner class under its ``name`` (usable as a decorator)."""
-    _PRUNERS[cls.name] = cls
-    return cls
+    return _PRUNERS.register(cls)
 
 
 def available_pruners() -> list[str]:
     """Names of the registered pruners, sorted."""
-    return sorted(_PRUNERS)
+    return _PRUNERS.names()
 
 
 def get_pruner(name: str, owner: str = "get_pruner") -> type[Pruner]:
     """The pruner class registered as ``name``."""
-    if not isinstance(name, str) or name not in _PRUNERS:
-        raise bad_parameter(
-            "pruner", owner, "one of " + ", ".join(map(repr, available_pruners())), name
-        )
-    return _PRUNERS[name]
+    return _PRUNERS.get_class(name, owner)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import Constraint, bad_parameter
+from greedy_compress._util.registry import Registry
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.config_list import ConfigList, ConfigSpec, resolve_config_list
 from greedy_compress.quantization.bn_fold import batch_norm_pairs
@@ -239,23 +240,19 @@ def track_range(layer: QuantizedLayer, kind: str, x: torch.Tensor, *, decay: flo
     tracked.fill_(True)
 
 
-_QUANTIZERS: dict[str, type[Quantizer]] = {}
+_QUANTIZERS: Registry[Quantizer] = Registry("quantizer", Quantizer)
 
 
 def register_quantizer(cls: type[Quantizer]) -> type[Quantizer]:
     """Add a quantizer class under its ``name`` (usable as a decorator)."""
-    _QUANTIZERS[cls.name] = cls
-    return cls
+    return _QUANTIZERS.register(cls)
 
 
 def available_quantizers() -> list[str]:
     """Names of the registered quantizers, sorted."""
-    return sorted(_QUANTIZERS)
+    return _QUANTIZERS.names()
 
 
 def get_quantizer(name: str, owner: str = "get_quantizer") -> type[Quantizer]:
     """The quantizer class registered as ``name``."""
-    if not isinstance(name, str) or name not in _QUANTIZERS:
-        allowed = "one of " + ", ".join(map(repr, available_quantizers()))
-        raise bad_parameter("quantizer", owner, allowed, name)
-    return _QUANTIZERS[name]
+    return _QUANTIZERS.get_class(name, owner)
