@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DropPath", "LayerNorm2d", "Mlp", "SqueezeExcite"]
+__all__ = ["DropPath", "LayerNorm2d", "Mlp", "SqueezeExcite", "conv_bn"]
 
 
 class DropPath(nn.Module):
@@ -64,3 +64,11 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    """A bias-free "same"-padded conv and its BatchNorm (to splice into a Sequential)."""
+    return [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]

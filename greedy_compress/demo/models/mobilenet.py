@@ -7,14 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from greedy_compress.demo.models.layers import conv_bn
+
 __all__ = ["InvertedResidual", "TinyMobileNetV2"]
-
-
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
 
 
 class InvertedResidual(nn.Module):
@@ -25,11 +20,11 @@ class InvertedResidual(nn.Module):
         hidden = in_channels * expand
         self.use_residual = stride == 1 and in_channels == out_channels
         self.block = nn.Sequential(
-            *_conv_bn(in_channels, hidden, 1),
+            *conv_bn(in_channels, hidden, 1),
             nn.ReLU6(inplace=True),
-            *_conv_bn(hidden, hidden, 3, stride, groups=hidden),
+            *conv_bn(hidden, hidden, 3, stride, groups=hidden),
             nn.ReLU6(inplace=True),
-            *_conv_bn(hidden, out_channels, 1),
+            *conv_bn(hidden, out_channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,12 +50,12 @@ class TinyMobileNetV2(nn.Module):
         last: int = 64,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [*_conv_bn(in_channels, width, 3), nn.ReLU6(inplace=True)]
+        layers: list[nn.Module] = [*conv_bn(in_channels, width, 3), nn.ReLU6(inplace=True)]
         channels = width
         for out_channels, stride in blocks:
             layers.append(InvertedResidual(channels, out_channels, stride, expand))
             channels = out_channels
-        layers += [*_conv_bn(channels, last, 1), nn.ReLU6(inplace=True)]
+        layers += [*conv_bn(channels, last, 1), nn.ReLU6(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(last, num_classes)

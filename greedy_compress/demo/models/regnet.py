@@ -8,16 +8,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from greedy_compress.demo.models.layers import SqueezeExcite
+from greedy_compress.demo.models.layers import SqueezeExcite, conv_bn
 
 __all__ = ["RegNetBlock", "TinyRegNet"]
-
-
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
 
 
 class RegNetBlock(nn.Module):
@@ -27,16 +20,16 @@ class RegNetBlock(nn.Module):
         super().__init__()
         groups = out_channels // group_width
         self.body = nn.Sequential(
-            *_conv_bn(in_channels, out_channels, 1),
+            *conv_bn(in_channels, out_channels, 1),
             nn.ReLU(inplace=True),
-            *_conv_bn(out_channels, out_channels, 3, stride, groups),
+            *conv_bn(out_channels, out_channels, 3, stride, groups),
             nn.ReLU(inplace=True),
             SqueezeExcite(out_channels, max(1, in_channels // 4), nn.ReLU),
-            *_conv_bn(out_channels, out_channels, 1),
+            *conv_bn(out_channels, out_channels, 1),
         )
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(*_conv_bn(in_channels, out_channels, 1, stride))
+            self.shortcut = nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +53,7 @@ class TinyRegNet(nn.Module):
         group_width: int = 4,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(in_channels, width, 3), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(*conv_bn(in_channels, width, 3), nn.ReLU(inplace=True))
         layers, channels = [], width
         for out_channels, stride in blocks:
             layers.append(RegNetBlock(channels, out_channels, stride, group_width))
