@@ -61,8 +61,10 @@ def _unsqueeze(builder: GraphBuilder, node: fx.Node) -> Value | None:
     return value.shifted(dim, 1)
 
 
-@on(torch.squeeze, *methods("squeeze"))
-def _squeeze(builder: GraphBuilder, node: fx.Node) -> Value | None:
+def _reshaped_operand(
+    builder: GraphBuilder, node: fx.Node
+) -> tuple[Value, tuple[int, ...], tuple[int, ...]] | None:
+    """The input's value and its shapes before and after ``node``; None where not traced."""
     value, before, after = (
         builder.value(node.args[0]),
         tensor_shape(node.args[0]),
@@ -70,18 +72,24 @@ def _squeeze(builder: GraphBuilder, node: fx.Node) -> Value | None:
     )
     if value is None or before is None or after is None:
         return None
+    return value, before, after
+
+
+@on(torch.squeeze, *methods("squeeze"))
+def _squeeze(builder: GraphBuilder, node: fx.Node) -> Value | None:
+    operand = _reshaped_operand(builder, node)
+    if operand is None:
+        return None
+    value, before, after = operand
     return _via_reshape(builder, node, value, before, after, site=False)
 
 
 @on(*methods("expand", "expand_as"))
 def _expand(builder: GraphBuilder, node: fx.Node) -> Value | None:
-    value, before, after = (
-        builder.value(node.args[0]),
-        tensor_shape(node.args[0]),
-        tensor_shape(node),
-    )
-    if value is None or before is None or after is None:
+    operand = _reshaped_operand(builder, node)
+    if operand is None:
         return None
+    value, before, after = operand
     shift = len(after) - len(before)
     moved = value.shifted(0, shift)
     if any(after[d] != before[d - shift] for d in moved.dims):
@@ -128,13 +136,10 @@ def _split(builder: GraphBuilder, node: fx.Node, value: Value) -> Value | None:
 
 @on(torch.reshape, torch.flatten, *methods("view", "reshape", "flatten", "unflatten"))
 def _reshape(builder: GraphBuilder, node: fx.Node) -> Value | None:
-    value, before, after = (
-        builder.value(node.args[0]),
-        tensor_shape(node.args[0]),
-        tensor_shape(node),
-    )
-    if value is None or before is None or after is None:
+    operand = _reshaped_operand(builder, node)
+    if operand is None:
         return None
+    value, before, after = operand
     site = node.target not in (torch.flatten, "flatten")
     return _via_reshape(builder, node, value, before, after, site=site)
 
