@@ -37,14 +37,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import BENCHMARK_MODELS
+from common import BENCHMARK_MODELS, trained_cached
 
 from evaluators import TopKAccuracy
 from greedy_compress import GreedySolver, apply_selection, build_eval_scores, count_macs
 from greedy_compress.demo.data import DigitsData, load_digits_data
 from greedy_compress.demo.models import TinyMobileNetV2, TinyVGG
-from greedy_compress.demo.run import cache_dir, save_weights
-from greedy_compress.demo.training import train_classifier
+from greedy_compress.demo.run import cache_dir
 from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.schemes import ChannelPruning, FilterPruning
 from greedy_compress.selection.manual import available_layers, manual_selection
@@ -56,13 +55,7 @@ SAMPLES = 128
 
 def _trained(name: str, model: nn.Module, epochs: int) -> tuple[nn.Module, DigitsData]:
     data = load_digits_data(size=16)
-    path = cache_dir() / f"{name}-s16-e{epochs}-seed0-v1.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    else:
-        train_classifier(model, data.train_loader(), epochs=epochs, progress=True)
-        save_weights(model, path)
-    return model.eval(), data
+    return trained_cached(model, data, cache_dir() / f"{name}-s16-e{epochs}-seed0-v1.pt", epochs)
 
 
 def trained_vgg() -> tuple[nn.Module, DigitsData]:

@@ -10,6 +10,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +25,23 @@ __all__ = [
     "BENCHMARK_MODELS",
     "corrupt_digits",
     "median_time",
+    "trained_cached",
     "trained_corrupted_cnn",
     "trained_resnet",
 ]
+
+
+def trained_cached(
+    model: nn.Module, data: DigitsData, path: Path, epochs: int
+) -> tuple[nn.Module, DigitsData]:
+    """``model`` trained on ``data`` for ``epochs`` (seeded by the caller), or its weights
+    from ``path`` when a previous run cached them there; returned in eval mode."""
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        train_classifier(model, data.train_loader(), epochs=epochs, progress=True)
+        save_weights(model, path)
+    return model.eval(), data
 
 
 def trained_resnet() -> tuple[nn.Module, DigitsData]:
@@ -34,13 +49,7 @@ def trained_resnet() -> tuple[nn.Module, DigitsData]:
     data = load_digits_data(size=16)
     torch.manual_seed(0)
     model = TinyResNet(in_channels=1, width=16, blocks=2)
-    path = cache_dir() / "tiny_resnet-w16-b2-s16-e12-seed0-v1.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    else:
-        train_classifier(model, data.train_loader(), epochs=12, progress=True)
-        save_weights(model, path)
-    return model.eval(), data
+    return trained_cached(model, data, cache_dir() / "tiny_resnet-w16-b2-s16-e12-seed0-v1.pt", 12)
 
 
 BENCHMARK_MODELS: dict[str, Callable[[], tuple[nn.Module, DigitsData]]] = {
@@ -91,9 +100,4 @@ def trained_corrupted_cnn(*, width: int = 16, epochs: int = 20) -> tuple[nn.Modu
     torch.manual_seed(0)
     model = DigitsCNN(width=width)
     path = cache_dir() / f"digits_cnn-corrupted-w{width}-e{epochs}-seed0-v1.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    else:
-        train_classifier(model, data.train_loader(), epochs=epochs, progress=True)
-        save_weights(model, path)
-    return model.eval(), data
+    return trained_cached(model, data, path, epochs)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 
 import torch
+from common import trained_cached
 from torch import nn
 from torch.nn import functional
 
 from greedy_compress.demo.data import DigitsData, load_digits_data
 from greedy_compress.demo.models import DigitsCNN, TinyResNet
-from greedy_compress.demo.run import cache_dir, save_weights
-from greedy_compress.demo.training import train_classifier
+from greedy_compress.demo.run import cache_dir
 
 __all__ = ["HARDER_MODELS", "corrupt", "harder_digits"]
 
@@ -75,12 +75,7 @@ def harder_digits(*, size: int = 8, seed: int = 0) -> DigitsData:
 def _trained(model: nn.Module, name: str, size: int, epochs: int) -> tuple[nn.Module, DigitsData]:
     data = harder_digits(size=size)
     path = cache_dir() / f"harder-{name}-s{size}-e{epochs}-n{NOISE}-r{ROTATION}-c{COPIES}-v1.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    else:
-        train_classifier(model, data.train_loader(), epochs=epochs, progress=True)
-        save_weights(model, path)
-    return model.eval(), data
+    return trained_cached(model, data, path, epochs)
 
 
 def harder_digits_cnn() -> tuple[nn.Module, DigitsData]:
