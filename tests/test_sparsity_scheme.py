@@ -77,7 +77,7 @@ def test_memory_cost_is_the_bytes_of_the_exported_tensors_at_every_density(key):
 
 
 def test_the_built_layer_is_the_dense_layer_with_its_smallest_weights_zeroed():
-    module, x, info = _layer("conv_bias")
+    module, x, _ = _layer("conv_bias")
     built = get_scheme("sparsity").compress(module, 100)
     weight = module.weight.detach()
     threshold = weight.abs().flatten().sort(descending=True).values[99]  # distinct magnitudes
@@ -170,12 +170,14 @@ def test_export_round_trip_matches_the_predicted_bytes_and_the_outputs(trained_d
     example = torch.zeros(1, 1, 8, 8)
     values = {"features.0": 0.9, "features.3": 0.3, "features.7": 0.1, "classifier": 0.2}
     scheme = get_scheme("sparsity")
-    selection = manual_selection(
-        model, values, scheme=scheme, example_input=example, cost="memory"
-    )
+    selection = manual_selection(model, values, scheme=scheme, example_input=example, cost="memory")
     small = apply_selection(model, selection, example_input=example)
-    result = export_model(small, sparse_path=tmp_path / "s.pt", onnx_path=tmp_path / "s.onnx",
-                          input_shape=(1, 1, 8, 8))
+    result = export_model(
+        small,
+        sparse_path=tmp_path / "s.pt",
+        onnx_path=tmp_path / "s.onnx",
+        input_shape=(1, 1, 8, 8),
+    )
     assert result.max_difference is not None and result.max_difference < 1e-4
     # The predicted memory (parameters) + the buffers (batch-norm statistics) is every byte
     # of tensor data the file holds; the rest is torch.save's zip container.

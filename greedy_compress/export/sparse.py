@@ -41,6 +41,8 @@ __all__ = [
 
 SPARSE_FORMAT = "greedy-compress/sparse-csr"
 _SUFFIXES = (".values", ".col_indices", ".crow_indices", ".shape")
+
+
 def _to_csr(weight: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """CSR of the entries ``mask`` keeps (kept entries that happen to be zero included, so
     the stored size depends on the mask alone)."""

@@ -260,7 +260,9 @@ def measure_cost(module: nn.Module, *inputs: torch.Tensor) -> Cost:
     params = list(module.parameters())
     low_bit = [m for m in module.modules() if isinstance(m, LowBitLayer)]
     weight_bits = {id(_stored_weight(layer.layer)): layer.weight_bits for layer in low_bit}
-    stored = {id(p): (p.numel(), p.numel() * weight_bits.get(id(p), p.element_size() * 8)) for p in params}
+    stored = {
+        id(p): (p.numel(), p.numel() * weight_bits.get(id(p), p.element_size() * 8)) for p in params
+    }
     for param, mask in masked_originals(module):
         if id(param) in weight_bits:  # a low-bit weight is priced at its bits, masked or not
             continue

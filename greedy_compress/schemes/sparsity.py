@@ -106,7 +106,7 @@ class UnstructuredSparsity(Scheme):
 
     def skip_reason(self, layer: LayerInfo) -> str | None:
         if layer.kind not in ("conv1d", "conv2d", "linear"):
-            return f"unstructured sparsity masks Conv1d, Conv2d and Linear weights, not {layer.kind}"
+            return f"unstructured sparsity masks Conv1d, Conv2d and Linear weights ({layer.kind})"
         return None
 
     def max_rank(self, layer: LayerInfo) -> int:
