@@ -37,6 +37,7 @@ from evaluators import TopKAccuracy
 from greedy_compress import KnapsackSolver, apply_selection, build_eval_scores, select
 from greedy_compress.demo.run import trained_digits_cnn
 from greedy_compress.dictionary.mixed import combine_scores
+from greedy_compress.errors import TargetUnreachableError
 from greedy_compress.export import export_model
 
 QUICK = "--quick" in sys.argv
@@ -81,7 +82,11 @@ def main() -> None:
         for target in TARGETS:
             for name, solver_name, scores in runs:
                 solver = KnapsackSolver(fill_budget=solver_name == "knapsack")
-                selection = select(scores, target=target, solver=solver)
+                try:
+                    selection = select(scores, target=target, solver=solver)
+                except TargetUnreachableError as error:
+                    print(f"| {target} | {name} | {solver_name} | unreachable: {error} |")
+                    continue
                 small = apply_selection(model, selection)
                 size = export_model(small, sparse_path=path).sizes["sparse"]
                 in_file = _tensor_bytes(torch.load(path, weights_only=True)) - buffers

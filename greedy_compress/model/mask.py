@@ -91,7 +91,7 @@ def masked_originals(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]
         for name in list(getattr(module, "parametrizations", None) or {}):
             mask = _mask_of(module, name)
             if mask is not None:
-                found.append((module.parametrizations[name].original, mask.mask))  # type: ignore[index]
+                found.append((module.parametrizations[name].original, mask.mask))  # type: ignore[index,union-attr]
     return found
 
 

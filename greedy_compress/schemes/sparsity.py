@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -74,8 +75,7 @@ class _SparsityFactorization(Factorization):
 
     def build(self, rank: int) -> nn.Module:
         layer = copy.deepcopy(self.module)
-        weight = layer.weight
-        set_mask(layer, magnitude_mask(weight, rank))
+        set_mask(layer, magnitude_mask(cast(torch.Tensor, layer.weight), rank))
         return layer
 
 
