@@ -75,7 +75,7 @@ def main() -> None:
     runs.append(("mixed", "knapsack, no fill", dictionaries["mixed"]))
     model_bytes = dictionaries["mixed"].model_cost.bits / 8
     print()
-    print("| target | dictionary | solver | predicted B | in file B | file B | top-1 | schemes |")
+    print("| target | dictionary | solver | predicted B | in file B | file B | top-1 | layers |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "sparse.pt"
