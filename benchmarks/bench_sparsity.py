@@ -13,8 +13,8 @@ weights in CSR, dense where that is smaller), and the table gives:
 * top-1 before any fine-tuning.
 
 The mixed dictionary is solved twice: with the default exact-budget fill, and without it
-(``KnapsackSolver(fill_budget=False)``), since the fill's upgrades assume a costlier
-candidate is a better one, which a mixed dictionary does not promise.
+(``KnapsackSolver(fill_budget=False)``): across schemes a costlier candidate is not a better
+one, so the fill only moves a layer to another scheme's option that scores at least as well.
 
 Run: python benchmarks/bench_sparsity.py [--quick]   (--quick: 5 candidates per layer)
 """

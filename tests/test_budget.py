@@ -8,7 +8,7 @@ import pytest
 from dictionaries import make_scores
 
 from greedy_compress.selection import GreedySolver, LayerOption, Solver, layer_options
-from greedy_compress.selection.budget import meet_budget
+from greedy_compress.selection.budget import fill_budget, meet_budget
 
 
 class CheapestSolver(Solver):
@@ -113,3 +113,23 @@ def test_landing_closer_is_not_bought_with_a_collapsed_prediction():
     assert "t" not in selection.choices
     assert selection.details["within_tolerance"] is False
     assert "would lower the predicted score by 0.9" in selection.details["budget_note"]
+
+
+def test_the_fill_never_moves_to_a_worse_option_of_another_scheme():
+    # A mixed dictionary: layer "a" at weight SVD scores 0.99; sparsity's costlier option for
+    # it scores 0.5. Costlier is not better across schemes: the fill must stay; within one
+    # scheme it still upgrades ("b" moves up to its costlier option).
+    svd = LayerOption(0.3, 3, 30, 0.99, scheme="weight_svd")
+    sparse = LayerOption(0.5, 5, 50, 0.5, scheme="sparsity")
+    options = {
+        "a": [svd, sparse, LayerOption(1.0, None, 100, 1.0)],
+        "b": [
+            LayerOption(0.2, 2, 20, 0.9, scheme="weight_svd"),
+            LayerOption(0.4, 4, 40, 0.95, scheme="weight_svd"),
+            LayerOption(1.0, None, 100, 1.0),
+        ],
+    }
+    chosen = {"a": svd, "b": options["b"][0]}
+    filled, steps = fill_budget(options, chosen, fixed_cost=0, budget=100)
+    assert filled["a"] is svd
+    assert filled["b"] is options["b"][1] and steps == 1

@@ -22,7 +22,9 @@ It never exceeds the budget. When nothing lands within tolerance, the result say
 the gap and the smallest cost step any layer's candidates offer.
 
 The fill (step 1) works from a selection within budget: it repeatedly moves one layer to a
-less compressed option that still fits, taking the upgrade with the best predicted score
+less compressed option that still fits (in a mixed dictionary, a move to another scheme's
+option only when that does not lower the predicted score: costlier is not better across
+schemes), taking the upgrade with the best predicted score
 gain per unit of cost, until nothing fits. Seen from the other side, the compressions that
 remain are those with the least predicted score loss per unit of cost saved. Ties are
 common (accuracies on a small eval set take few values; a flat dictionary gives zero gain
@@ -83,7 +85,10 @@ def fill_budget(
                 extra = option.cost - now.cost
                 if extra <= 0 or extra > spare:
                     continue
-                gain = (finite_score(option) - finite_score(now)) / extra
+                change = finite_score(option) - finite_score(now)
+                if change < 0 and option.scheme != now.scheme:
+                    continue  # another scheme's costlier option is no upgrade if it scores worse
+                gain = change / extra
                 key = (gain, -now.kept_ratio, -extra)
                 if best is None or key > best[0]:
                     best = (key, name, option)
