@@ -343,3 +343,16 @@ def test_a_pipeline_excludes_a_named_layer_in_every_stage(net, evaluator):
     )
     assert isinstance(small.head, torch.nn.Linear)
     assert all("head" not in stage.selection.choices for stage in report.stages if stage.selection)
+
+
+def test_the_repair_stays_within_the_bounds(net, evaluator):
+    # An impossible max_drop: the repair looks for layers to back off, but never past
+    # max_ratio (it used to step past a forced layer's last option), and the fixed layer
+    # stays fixed.
+    _, report = compress(net, evaluator, target=0.55, config_list=BOUNDED, max_drop=0.0, **OPTIONS)
+    assert report.repair is not None and report.selection is not None
+    choices = report.selection.choices
+    assert set(choices) == set(ALL)
+    manual = manual_selection(net, {"conv2": 0.37}, scheme=SCHEME, input_shape=SHAPE)
+    assert choices["conv2"].rank == manual.choices["conv2"].rank
+    assert all(0.3 - 1e-9 <= c.kept_ratio <= 0.7 + 1e-9 for n, c in choices.items() if n != "conv2")
