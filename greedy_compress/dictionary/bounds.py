@@ -44,6 +44,9 @@ __all__ = [
     "BOUND_KEYS",
     "LEAVE_ALONE",
     "LayerBounds",
+    "bounds_from_json",
+    "bounds_to_json",
+    "compresses",
     "config_bounds",
     "config_spec",
     "named_layers",
@@ -156,6 +159,16 @@ class LayerBounds:
         if not (0.0 <= low <= high <= 1.0) or math.isnan(low):
             raise ValueError(f"bounds [{low}, {high}] are not within [0, 1]")
         return cls(min_ratio=low, max_ratio=high, rank=None if rank is None else int(rank))
+
+
+def bounds_to_json(bounds: Mapping[str, LayerBounds]) -> dict[str, Any]:
+    """``{layer: bounds}`` as plain data for JSON."""
+    return {name: b.to_dict() for name, b in bounds.items()}
+
+
+def bounds_from_json(data: Mapping[str, Any]) -> dict[str, LayerBounds]:
+    """Inverse of :func:`bounds_to_json`."""
+    return {str(name): LayerBounds.from_dict(b) for name, b in data.items()}
 
 
 #: The bounds of a layer the dictionary holds but the config list leaves alone.

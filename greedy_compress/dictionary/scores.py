@@ -21,7 +21,7 @@ from greedy_compress._util.io import (
     read_json,
 )
 from greedy_compress._version import __version__
-from greedy_compress.dictionary.bounds import LayerBounds
+from greedy_compress.dictionary.bounds import LayerBounds, bounds_from_json, bounds_to_json
 from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
@@ -34,9 +34,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "EvalScores", "LayerScores", "ScoreE
 
 FORMAT_NAME = "greedy-compress/eval-scores"
 FORMAT_VERSION = 3
-# 1: before asked_ratio / kept_ratio and exact_costs; 2: before bounds (a reader that
-# ignored a config list's bounds would compress layers it leaves alone, hence 3).
-_READABLE_VERSIONS = (1, 2, 3)
+_READABLE_VERSIONS = (1, 2, 3)  # 1: no kept_ratio, exact_costs; 2: no bounds (ignored by it)
 
 
 @dataclass(frozen=True)
@@ -137,10 +135,7 @@ class EvalScores:
             (pruning: :class:`~greedy_compress.graph.ChannelCosts`); None when they add up.
         latency: what a latency build measured (:class:`LatencyTable`; costs then carry
             ``latency_ns``); None when no latency was measured.
-        bounds: per layer, the options a ``config_list`` leaves the solver
-            (:class:`~greedy_compress.dictionary.bounds.LayerBounds`; every solver honours
-            them); layers without bounds are free. Not part of the fingerprint: the scores
-            do not depend on them.
+        bounds: per layer, what a ``config_list`` leaves the solvers (not fingerprinted).
 
     Example:
         >>> import tempfile, pathlib
@@ -239,8 +234,7 @@ class EvalScores:
                 )
         for name, reason in self.skipped.items():
             lines.append(f"skipped {name}: {reason}")
-        for name, bounds in self.bounds.items():
-            lines.append(f"config_list {name}: {bounds.describe()}")
+        lines += [f"config_list {name}: {b.describe()}" for name, b in self.bounds.items()]
         if self.latency is not None:
             settings = fp.get("latency", {})
             lines.append(
@@ -272,7 +266,7 @@ class EvalScores:
             "skipped": dict(self.skipped),
             "exact_costs": None if self.exact_costs is None else self.exact_costs.to_dict(),
             **({} if self.latency is None else {"latency": self.latency.to_dict()}),
-            **({"bounds": {n: b.to_dict() for n, b in self.bounds.items()}} if self.bounds else {}),
+            **({"bounds": bounds_to_json(self.bounds)} if self.bounds else {}),
         }
         return {**data, "checksum": _checksum(data)}
 
@@ -328,9 +322,7 @@ class EvalScores:
                 latency=None
                 if data.get("latency") is None
                 else LatencyTable.from_dict(data["latency"]),
-                bounds={
-                    str(n): LayerBounds.from_dict(b) for n, b in data.get("bounds", {}).items()
-                },
+                bounds=bounds_from_json(data.get("bounds", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ScoresFormatError(f"{source} is malformed: {error!r}") from error
