@@ -107,7 +107,8 @@ def compress(
         measure_latency: also time the compressed model next to the original for a MAC or
             memory target (always done for a latency target); the report gives the ratio.
         settings: a :class:`~greedy_compress.BuildSettings`; keyword ``options`` (its
-            fields: ``cost``, ``candidates``, ``multiplicity``, ``ignore``,
+            fields: ``cost``, ``candidates``, ``multiplicity``, ``ignore``, ``config_list``
+            (the layers compressed and their ratio bounds, ``docs/config-list.md``),
             ``example_input`` or ``input_shape``, ``progress``, ``fast``, ``workers``,
             ``distributed``) override it.
 

@@ -73,7 +73,8 @@ def check_selection(
 
     Raises:
         SelectionMismatchError: another architecture, an unknown or incompressible layer, a
-            rank outside ``[1, max rank]`` (the message names the field and the range), or
+            rank outside ``[1, max rank]`` (the message names the field and the range), explicit
+            per-mode ranks outside :meth:`~greedy_compress.schemes.Scheme.mode_ranks`, or
             recorded kept channels that do not match the rank.
 
     Example:
@@ -114,6 +115,18 @@ def check_selection(
                 f"The selection's rank for layer {name!r} must be an int in [1, {top}] "
                 f"({scheme.name}). Got {rank!r} instead."
             )
+        if choice.ranks is not None:
+            tops = scheme.mode_ranks(info)
+            ranks = choice.ranks
+            if len(ranks) != len(tops) or any(
+                isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= t
+                for r, t in zip(ranks, tops, strict=False)
+            ):
+                bounds = ", ".join(f"[1, {t}]" for t in tops)
+                raise SelectionMismatchError(
+                    f"The selection's ranks for layer {name!r} must be {len(tops)} int(s) in "
+                    f"{bounds} ({scheme.name}). Got {list(ranks)!r} instead."
+                )
         recorded = replay.get(name) if isinstance(replay, dict) else None
         kept = recorded.get("kept") if isinstance(recorded, dict) else None
         if isinstance(kept, list) and len(kept) != rank:
@@ -172,7 +185,7 @@ def apply_selection(
     check_selection(model, selection, schemes, example)
     return build_compressed(
         model,
-        {name: (schemes[name], choice.rank) for name, choice in selection.choices.items()},
+        {name: (schemes[name], choice.build_rank) for name, choice in selection.choices.items()},
         example_input=example,
         details=selection.details,
         after_layer=finetune,

@@ -21,6 +21,8 @@ from greedy_compress._util.io import atomic_write_json
 from greedy_compress.api import compress
 from greedy_compress.apply import FinetuneCallback
 from greedy_compress.dictionary import BuildOptions, BuildSettings, Evaluator
+from greedy_compress.dictionary.bounds import config_bounds, named_layers
+from greedy_compress.model.config_list import ConfigList
 from greedy_compress.model.cost import Cost
 from greedy_compress.report import CompressionReport
 from greedy_compress.schemes import Scheme, scheme_with_data
@@ -114,6 +116,21 @@ def _check_stages(stages: Any, data: Any) -> list[tuple[Scheme, float]]:
     return checked
 
 
+def _check_config_list(model: nn.Module, config_list: ConfigList, stages: int) -> None:
+    """Refuse, before the first stage, a config list a later stage could not read: a stage
+    replaces the layers it compresses, so only the names of layers left alone (``exclude``
+    entries) hold in every stage."""
+    config_bounds(model, config_list, owner=_OWNER)
+    if stages > 1 and named_layers(config_list):
+        raise bad_parameter(
+            "config_list",
+            _OWNER,
+            "entries without 'op_names' outside 'exclude' entries when there are several "
+            "stages (a stage renames the layers it compresses; choose them by 'op_types')",
+            config_list,
+        )
+
+
 def compress_pipeline(
     model: nn.Module,
     evaluator: Evaluator,
@@ -142,6 +159,9 @@ def compress_pipeline(
         data: batches of inputs (e.g. the training DataLoader) given to stages named by a
             scheme that samples data (``channel_pruning``, ``filter_pruning_nuclear``).
 
+    A ``config_list`` applies to every stage, its bounds relative to that stage's input;
+    with several stages it may name layers (``op_names``) only to exclude them.
+
     Returns:
         The final model and a :class:`PipelineReport` holding every stage's report.
 
@@ -159,6 +179,8 @@ def compress_pipeline(
     check_max_drop(max_drop, _OWNER)
     example = config.example_for(model, _OWNER)
     config = config.replace(owner=_OWNER, example_input=example, input_shape=None)
+    if config.config_list is not None:
+        _check_config_list(model, config.config_list, len(checked))
     folder = None if scores_dir is None else Path(scores_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

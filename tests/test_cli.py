@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from greedy_compress import EvalScores, Selection, load_compressed
+from greedy_compress import EvalScores, Selection, load_compressed, select
 from greedy_compress.cli import main
 from greedy_compress.demo.models import DigitsCNN
 
@@ -113,6 +113,24 @@ def test_compress_runs_a_user_model_from_files(tmp_path, capsys, trained_demo):
     report = json.loads((out / "report.json").read_text())
     assert report["baseline_score"] > 0.9 and report["achieved_ratio"] <= 0.6
     assert (out / "scores.json").exists() and (out / "compressed.pt").exists()
+    # --config-list: the saved dictionary serves it (every layer scored), and the selection
+    # is what the Python API chooses for the same config list.
+    config = [{"op_types": ["default"]}, {"op_names": ["classifier"], "exclude": True}]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    chosen = [*argv, "--config-list", str(tmp_path / "config.json")]
+    chosen[chosen.index(str(out))] = str(tmp_path / "out2")
+    assert main([*chosen, "--scores", str(out / "scores.json")]) == 0
+    selection = json.loads((tmp_path / "out2" / "selection.json").read_text())
+    scores = EvalScores.load(out / "scores.json")
+    assert "classifier" in scores.layers and "classifier" not in selection["choices"]
+    expected = select(scores, target=0.6).choices
+    assert {n: c["rank"] for n, c in selection["choices"].items()} == {
+        n: c.rank for n, c in expected.items()
+    }
+    (tmp_path / "bad.json").write_text(json.dumps([{"op_names": ["features.99"]}]))
+    chosen[chosen.index(str(tmp_path / "config.json"))] = str(tmp_path / "bad.json")
+    assert main(chosen) == 2
+    assert "features.99" in capsys.readouterr().err
     # a pickled (non weights-only) file is refused, not executed
     (tmp_path / "evil.pt").write_bytes(b"\x80\x04\x95not a weights file")
     argv[argv.index(str(tmp_path / "weights.pt"))] = str(tmp_path / "evil.pt")

@@ -180,7 +180,7 @@ def test_the_measurements_are_saved_with_the_dictionary_and_reused(
         latency_timer=MacTimer(),
     )
     saved = json.loads(path.read_text())
-    assert saved["format_version"] == 2 and "latency" in saved
+    assert saved["format_version"] == 3 and "latency" in saved
     assert "latency_ns" in saved["model_cost"]
     again = build(
         tiny_net, distance_evaluator, scheme="weight_svd", scores_path=path, latency_timer=NoClock()

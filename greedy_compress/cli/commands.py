@@ -69,6 +69,9 @@ def run_compress(args: argparse.Namespace) -> int:
     settings = common.pop("settings").replace(
         owner="greedy-compress compress",
         ignore=args.ignore,
+        config_list=None
+        if args.config_list is None
+        else _read_json_file(args.config_list, "--config-list"),
         multiplicity=args.multiplicity,
         **example,
     )

@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--ignore", nargs="*", default=[], help="module names to leave alone")
     run.add_argument(
+        "--config-list",
+        help="JSON file holding an NNI-style config_list: the layers to compress and their "
+        "ratio bounds (docs/config-list.md)",
+    )
+    run.add_argument(
         "--multiplicity",
         type=_multiplicity,
         default=1,

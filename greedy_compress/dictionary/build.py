@@ -144,8 +144,10 @@ def build_eval_scores(
         scheme: a scheme name or instance (see ``available_schemes()``).
         scores_path: JSON file to save to, resume from and reuse.
         settings: a :class:`BuildSettings`; keyword ``options`` (its fields: ``cost``,
-            ``candidates``, ``multiplicity``, ``ignore``, ``example_input`` or
-            ``input_shape``, ``progress``, ``fast``, ``workers``, ``distributed``) override it.
+            ``candidates``, ``multiplicity``, ``ignore``, ``config_list``, ``example_input``
+            or ``input_shape``, ``progress``, ``fast``, ``workers``, ``distributed``) override
+            it. A ``config_list`` chooses the layers scored; its bounds are recorded in the
+            dictionary (``EvalScores.bounds``) and honoured by every solver.
         plan: a :func:`~greedy_compress.dictionary.plan.plan_dictionary` result to use
             instead of ``scheme``, ``settings`` and ``options`` (``compress`` passes the plan
             it checked the target against).

@@ -18,6 +18,13 @@ import torch
 from torch import nn
 
 from greedy_compress._util.constraints import bad_parameter
+from greedy_compress.dictionary.bounds import (
+    LEAVE_ALONE,
+    LayerBounds,
+    compresses,
+    config_bounds,
+    named_layers,
+)
 from greedy_compress.dictionary.evaluator import Evaluator
 from greedy_compress.dictionary.fingerprint import make_fingerprint
 from greedy_compress.dictionary.latency_table import LatencyTable
@@ -36,6 +43,7 @@ from greedy_compress.schemes import Candidate, Scheme, get_scheme
 __all__ = ["DictionaryPlan", "plan_dictionary", "rank_metric"]
 
 _NAMES_SHOWN = 3
+_LEFT_OUT = "not chosen by the config_list"
 
 
 def rank_metric(metric: CostMetric) -> CostMetric:
@@ -83,6 +91,12 @@ class DictionaryPlan:
         latency: the latency measurements (:func:`~greedy_compress.dictionary.latency.
             plan_latency` sets them and the candidates' ``latency_ns``); None before, and
             for builds that measure no latency.
+        bounds: per planned layer, what the ``config_list`` leaves the solver (layers
+            without an entry are unbounded).
+        left_out: layers the scheme can compress that the ``config_list`` does not choose;
+            their candidates are in ``candidates`` so a saved dictionary that scored them
+            stays usable (they are kept, left alone).
+        extra: per layer, the fixed ratio added to its candidates (off the grid).
     """
 
     scheme: Scheme
@@ -94,6 +108,9 @@ class DictionaryPlan:
     candidates: dict[str, list[Candidate]]
     exact_costs: ChannelCosts | None
     latency: LatencyTable | None = None
+    bounds: dict[str, LayerBounds] = dataclasses.field(default_factory=dict)
+    left_out: tuple[str, ...] = ()
+    extra: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @property
     def cost_metric(self) -> CostMetric:
@@ -112,10 +129,11 @@ class DictionaryPlan:
             True
         """
         metric = self.cost_metric if cost is None else cost
-        cheapest = {
-            name: min(options, key=lambda c: c.cost.get(metric))
-            for name, options in self.candidates.items()
-        }
+        cheapest = {}
+        for name in self.planned:
+            allowed = self.allowed(name)
+            if allowed:
+                cheapest[name] = min(allowed, key=lambda c: c.cost.get(metric))
         total = self.profile.model_cost
         if self.exact_costs is not None and metric != "latency":
             kept = self.exact_costs.cost(total, {n: c.rank for n, c in cheapest.items()})
@@ -126,6 +144,16 @@ class DictionaryPlan:
                 if candidate.cost.get(metric) < layer_cost.get(metric):
                     kept = kept - layer_cost + candidate.cost
         return kept.get(metric) / max(1, total.get(metric))
+
+    def allowed(self, name: str) -> list[Candidate]:
+        """The candidates of planned layer ``name`` its bounds allow (leaving it alone
+        is not a candidate)."""
+        bounds = self.bounds.get(name)
+        return [
+            c
+            for c in self.candidates[name]
+            if bounds is None or bounds.allows(c.kept_ratio, c.rank)
+        ]
 
     def check_reachable(self, target: float) -> None:
         """Refuse a ``target`` (fraction of the plan's cost metric) that even the smallest
@@ -160,6 +188,8 @@ class DictionaryPlan:
         )
         if self.scheme.settings():  # e.g. a pruning scheme's data and sample count
             found["scheme_settings"] = self.scheme.settings()
+        if self.extra:  # fixed ratios off the grid: more candidates than the grid gives
+            found["extra_candidates"] = self.extra
         if self.settings.measures_latency:  # device, threads, batch size, torch, timer
             found["latency"] = self.settings.latency_meter.describe(self.example)
         return found
@@ -170,28 +200,43 @@ class DictionaryPlan:
         baseline: float,
         scores: Mapping[tuple[str, int], float | None],
     ) -> EvalScores:
-        """The dictionary of every planned layer whose candidates are all in ``scores``."""
+        """The dictionary of every planned layer whose candidates are all in ``scores``, with
+        the bounds; layers the config list leaves out but ``scores`` holds (an earlier
+        build scored them) are kept, bounded to be left alone."""
         layers = {}
-        for name in self.planned:
+        for name in self.candidates:  # network order
             if all((name, c.rank) in scores for c in self.candidates[name]):
                 entries = tuple(
                     ScoreEntry.scored(c, scores[(name, c.rank)]) for c in self.candidates[name]
                 )
                 layers[name] = LayerScores(info=self.profile.layers[name], entries=entries)
+        kept_out = [name for name in self.left_out if name in layers]
         return EvalScores(
             fingerprint=fingerprint,
             baseline=baseline,
             model_cost=self.profile.model_cost,
             planned=tuple(self.planned),
             layers=layers,
-            skipped=self.skipped,
+            skipped={
+                **self.skipped,
+                **{n: _LEFT_OUT for n in self.left_out if n not in layers},
+            },
             exact_costs=self.exact_costs,
             latency=self.latency,
+            bounds={**self.bounds, **dict.fromkeys(kept_out, LEAVE_ALONE)},
         )
 
     def check_saved(self, saved: EvalScores, source: str) -> None:
         """Refuse a saved dictionary whose layers, ranks or costs are not what this model
         and scheme give (an edited file, or a change this fingerprint does not see)."""
+        made_with = saved.fingerprint.get("extra_candidates", {})
+        if made_with != self.extra:
+            raise ScoresMismatchError(
+                f"{source} was built with the fixed config_list ratios {made_with or 'none'} "
+                f"off the candidate grid, this build with {self.extra or 'none'}: each adds "
+                "its own candidate. Use another scores path, or put fixed ratios on the grid "
+                "(candidates=[...]) to share one dictionary."
+            )
         for name, layer in saved.layers.items():
             dropped = self.latency is not None and name in self.skipped  # all slower now
             if name not in self.candidates and not dropped:
@@ -228,6 +273,12 @@ def plan_dictionary(
     """
     if not isinstance(settings, BuildSettings):
         raise bad_parameter("settings", owner, "a BuildSettings", settings)
+    # The config list is checked against the model's module names first: nothing has run.
+    chosen = (
+        None
+        if settings.config_list is None
+        else config_bounds(model, settings.config_list, owner=owner)
+    )
     # Latency is measured once the layers are planned: ranks are chosen by MACs until then.
     metric, multiplicity = rank_metric(settings.cost), settings.rank_multiplicity
     scheme = get_scheme(scheme, owner).with_multiplicity(multiplicity)
@@ -235,18 +286,57 @@ def plan_dictionary(
     example = settings.example_for(model, owner)
     profile = profile_model(model, example, ignore=settings.ignore)
     profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    planned, skipped = [], dict(profile.unusable)
+    planned, skipped, left_out = [], dict(profile.unusable), []
     candidates: dict[str, list[Candidate]] = {}
+    bounds: dict[str, LayerBounds] = {}
+    extra: dict[str, list[float]] = {}
+    named = set() if settings.config_list is None else named_layers(settings.config_list)
     for name, layer in profile.layers.items():
         reason = scheme.unsupported_reason(layer, metric)
         if reason is None:
             reason = scheme.rounding_reason(layer, multiplicity, metric)
+        config = None if chosen is None else chosen.get(name)
         if reason is not None:
+            if name in named and config is not None and _forces_compression(config):
+                raise bad_parameter(
+                    "config_list",
+                    owner,
+                    f"entries whose named layers {scheme.name} can compress ({name!r}: {reason})",
+                    settings.config_list,
+                )
             skipped[name] = reason
             continue
-        planned.append(name)
         candidates[name] = scheme.candidates(layer, settings.ratios, metric, multiplicity)
+        if not compresses(chosen, name):
+            left_out.append(name)
+            continue
+        planned.append(name)
+        if config is None:
+            continue
+        if config.get("ratio") is not None:
+            # Rounded down to a multiple, at least one: it compresses (else the layer
+            # would have a rounding reason), so a fixed ratio always lands.
+            fixed = scheme.candidate(layer, config["ratio"], metric, multiplicity)
+            if fixed.rank not in {c.rank for c in candidates[name]}:
+                extra[name] = [fixed.asked_ratio]
+                candidates[name] = sorted([*candidates[name], fixed], key=lambda c: c.asked_ratio)
+            bounds[name] = LayerBounds(fixed.kept_ratio, fixed.kept_ratio, rank=fixed.rank)
+        else:
+            found = LayerBounds.from_settings(config)
+            if found is not None:
+                bounds[name] = found
+                _check_satisfiable(name, found, candidates[name], settings.config_list, owner)
     if not planned:
+        if chosen is not None and left_out:
+            raise bad_parameter(
+                "config_list",
+                owner,
+                "entries that choose at least one layer to compress (they leave out "
+                + ", ".join(left_out[:_NAMES_SHOWN])
+                + (", ..." if len(left_out) > _NAMES_SHOWN else "")
+                + ")",
+                settings.config_list,
+            )
         raise _no_layer_error(scheme, skipped)
     return DictionaryPlan(
         scheme=scheme,
@@ -257,4 +347,28 @@ def plan_dictionary(
         skipped=skipped,
         candidates=candidates,
         exact_costs=scheme.exact_costs(),
+        bounds=bounds,
+        left_out=tuple(left_out),
+        extra=extra,
+    )
+
+
+def _forces_compression(config: Mapping[str, Any]) -> bool:
+    fixed, high = config.get("ratio"), config.get("max_ratio")
+    return (fixed is not None and fixed < 1.0) or (high is not None and high < 1.0)
+
+
+def _check_satisfiable(
+    name: str, bounds: LayerBounds, options: list[Candidate], config_list: Any, owner: str
+) -> None:
+    """Refuse bounds no candidate of the layer (nor leaving it alone) meets."""
+    if bounds.allows(1.0, None) or any(bounds.allows(c.kept_ratio, c.rank) for c in options):
+        return
+    kept = ", ".join(f"{c.kept_ratio:.3f}" for c in options)
+    raise bad_parameter(
+        "config_list",
+        owner,
+        f"bounds some candidate meets (layer {name!r}, {bounds.describe()}: its candidates "
+        f"keep {kept}; widen the bounds or give more candidates)",
+        config_list,
     )

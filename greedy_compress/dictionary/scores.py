@@ -21,6 +21,7 @@ from greedy_compress._util.io import (
     read_json,
 )
 from greedy_compress._version import __version__
+from greedy_compress.dictionary.bounds import LayerBounds, bounds_from_json, bounds_to_json
 from greedy_compress.dictionary.latency_table import LatencyTable
 from greedy_compress.errors import ScoresFormatError, ScoresMismatchError
 from greedy_compress.graph import ChannelCosts
@@ -32,8 +33,8 @@ from greedy_compress.schemes import Candidate, scheme_class
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "EvalScores", "LayerScores", "ScoreEntry"]
 
 FORMAT_NAME = "greedy-compress/eval-scores"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # 1: before asked_ratio / kept_ratio and exact_costs
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)  # 1: no kept_ratio, exact_costs; 2: no bounds (ignored by it)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class EvalScores:
             (pruning: :class:`~greedy_compress.graph.ChannelCosts`); None when they add up.
         latency: what a latency build measured (:class:`LatencyTable`; costs then carry
             ``latency_ns``); None when no latency was measured.
+        bounds: per layer, what a ``config_list`` leaves the solvers (not fingerprinted).
 
     Example:
         >>> import tempfile, pathlib
@@ -153,6 +155,7 @@ class EvalScores:
     skipped: dict[str, str] = field(default_factory=dict)
     exact_costs: ChannelCosts | None = None
     latency: LatencyTable | None = None
+    bounds: dict[str, LayerBounds] = field(default_factory=dict)
 
     @property
     def scheme(self) -> str:
@@ -231,6 +234,7 @@ class EvalScores:
                 )
         for name, reason in self.skipped.items():
             lines.append(f"skipped {name}: {reason}")
+        lines += [f"config_list {name}: {b.describe()}" for name, b in self.bounds.items()]
         if self.latency is not None:
             settings = fp.get("latency", {})
             lines.append(
@@ -262,6 +266,7 @@ class EvalScores:
             "skipped": dict(self.skipped),
             "exact_costs": None if self.exact_costs is None else self.exact_costs.to_dict(),
             **({} if self.latency is None else {"latency": self.latency.to_dict()}),
+            **({"bounds": bounds_to_json(self.bounds)} if self.bounds else {}),
         }
         return {**data, "checksum": _checksum(data)}
 
@@ -317,6 +322,7 @@ class EvalScores:
                 latency=None
                 if data.get("latency") is None
                 else LatencyTable.from_dict(data["latency"]),
+                bounds=bounds_from_json(data.get("bounds", {})),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ScoresFormatError(f"{source} is malformed: {error!r}") from error

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -101,6 +101,26 @@ class _Shape(Constraint):
 
 
 @dataclass(frozen=True)
+class _ConfigList(Constraint):
+    """None or a non-empty list of dicts (each entry is checked against the model, before
+    any work, by :func:`~greedy_compress.dictionary.bounds.config_bounds`)."""
+
+    description = "None or a non-empty list of dicts (NNI config_list entries)"
+
+    def accept(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            raise TypeError(value)
+        if not value or not all(isinstance(entry, Mapping) for entry in value):
+            raise ValueError(value)
+        return tuple(dict(entry) for entry in value)
+
+    def invalid(self) -> list[Any]:
+        return [{"op_types": ["default"]}, [], ["Conv2d"], "default"]
+
+
+@dataclass(frozen=True)
 class _Tensor(Constraint):
     description = "None or a torch.Tensor"
 
@@ -155,6 +175,11 @@ class BuildSettings:
         multiplicity: ranks (and channel counts) are rounded down to a multiple of this;
             ``"auto"``: to the nearby count the backend runs fastest, measured.
         ignore: names of modules (and their children) never to compress.
+        config_list: NNI-style entries choosing the layers to compress (``op_types`` with
+            ``"default"``, ``op_names``, ``exclude``) and bounding (``min_ratio``,
+            ``max_ratio``) or fixing (``ratio``) their kept ratios; later entries replace
+            earlier ones on the layers both cover (see ``docs/config-list.md``). None:
+            every layer the scheme can compress, unbounded.
         example_input: a tensor the model accepts; or give ``input_shape``.
         input_shape: shape of a zero input made like the model (dtype, device), batch
             dimension included.
@@ -179,6 +204,9 @@ class BuildSettings:
     )
     multiplicity: int | Literal["auto"] = field(default=1, metadata={_RULE: _Multiplicity()})
     ignore: tuple[str, ...] = field(default=(), metadata={_RULE: _Names()})
+    config_list: tuple[dict[str, Any], ...] | None = field(
+        default=None, metadata={_RULE: _ConfigList()}
+    )
     example_input: torch.Tensor | None = field(default=None, metadata={_RULE: _Tensor()})
     input_shape: tuple[int, ...] | None = field(default=None, metadata={_RULE: _Shape()})
     progress: bool = field(default=True, metadata={_RULE: BOOLEAN})
@@ -275,6 +303,7 @@ class BuildOptions(TypedDict, total=False):
     candidates: int | Sequence[float] | None
     multiplicity: int | Literal["auto"]
     ignore: Sequence[str]
+    config_list: Sequence[Mapping[str, Any]] | None
     example_input: torch.Tensor | None
     input_shape: Sequence[int] | None
     progress: bool

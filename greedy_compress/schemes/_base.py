@@ -70,6 +70,13 @@ class Factorization(ABC):
         """
         return {name: self.build(rank)}
 
+    def build_ranks(self, ranks: tuple[int, ...]) -> nn.Module:
+        """A new module at explicit per-mode ``ranks`` (one per entry of
+        :meth:`Scheme.mode_ranks`: Tucker's in and out rank). The default has one mode:
+        :meth:`build` at that rank."""
+        (rank,) = ranks
+        return self.build(rank)
+
     def output_error(self, rank: int, moment: InputMoment, original: nn.Module) -> float | None:
         """The layer's mean squared output error at ``rank`` on the data behind ``moment``
         (the second moment of ``original``'s inputs): ``tr(ΔW H ΔWᵀ)`` per output vector.
@@ -100,8 +107,11 @@ class Scheme(ABC):
             removes channels from the layers around it), so a selection must be priced by
             :meth:`exact_costs`; False (default) when layer costs add up.
         rank_unit: what a rank counts, for listings (``"rank"``, ``"output channels"``...).
-        manual_values: what manual mode accepts per layer: ``"ratio"`` (a kept fraction)
-            or ``"indices"`` (channels to remove).
+        manual_values: what manual mode accepts per layer besides a kept ratio (a float in
+            (0, 1]): ``"ratio"`` (nothing else), ``"rank"`` (an int rank in
+            ``[1, max_rank]``: SVD, CP), ``"ranks"`` (one int per entry of
+            :meth:`mode_ranks`: Tucker's in and out rank), or ``"indices"`` (instead of a
+            ratio: the channels to remove).
     """
 
     name: ClassVar[str]
@@ -180,6 +190,17 @@ class Scheme(ABC):
         """Decompose layer ``name`` of ``model``. Schemes that need more than the layer
         (the model's graph, data) override this; by default it is :meth:`factorize`."""
         return self.factorize(model.get_submodule(name))
+
+    def mode_ranks(self, layer: LayerInfo) -> tuple[int, ...]:
+        """The largest value of each rank an explicit manual value sets (``manual_values
+        "ranks"``): one mode by default, ``(max_rank,)``; Tucker: ``(R_in, R_out)``."""
+        return (self.max_rank(layer),)
+
+    def cost_at_ranks(self, layer: LayerInfo, ranks: tuple[int, ...]) -> Cost:
+        """Analytic cost at explicit per-mode ``ranks`` (as many as :meth:`mode_ranks`);
+        by default the one rank's :meth:`cost`."""
+        (rank,) = ranks
+        return self.cost(layer, rank)
 
     def rank_step(self, layer: LayerInfo) -> int:
         """Valid ranks of ``layer`` are multiples of this (1 by default; pruning a group split

@@ -22,7 +22,7 @@ __all__ = ["build_compressed"]
 
 def build_compressed(
     model: nn.Module,
-    layers: Mapping[str, tuple[Scheme, int]],
+    layers: Mapping[str, tuple[Scheme, int | tuple[int, ...]]],
     *,
     example_input: torch.Tensor | None = None,
     details: Mapping[str, Any] | None = None,
@@ -31,7 +31,9 @@ def build_compressed(
     prepare: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` with each ``name -> (scheme, rank)`` compressed; ``model`` is
-    left untouched.
+    left untouched. A rank may be a tuple of explicit per-mode ranks
+    (:meth:`Scheme.mode_ranks`: Tucker's in and out rank), built by
+    :meth:`Factorization.build_ranks`.
 
     Each scheme is prepared once on ``model`` (with ``example_input`` and ``details``;
     ``prepare=False`` when the caller just did); layers are compressed in the order given,
@@ -64,8 +66,12 @@ def build_compressed(
     compressed = copy.deepcopy(model)
     for name, (scheme, rank) in layers.items():
         factorization = scheme.factorize_in(compressed, name)
-        replace_modules(compressed, factorization.replacements(name, rank))
-        replay = factorization.replay(rank)
+        if isinstance(rank, tuple):  # explicit ranks: decompositions, nothing to replay
+            replace_modules(compressed, {name: factorization.build_ranks(rank)})
+            replay = None
+        else:
+            replace_modules(compressed, factorization.replacements(name, rank))
+            replay = factorization.replay(rank)
         if record is not None and replay is not None:
             record[name] = replay
         if after_layer is not None:

@@ -159,6 +159,7 @@ class CP(Scheme):
     """
 
     name = "cp"
+    manual_values = "rank"  # NetsPresso: one rank
 
     def __init__(self, *, n_iter_max: int = 50, tol: float = 1e-7) -> None:
         self.n_iter_max = n_iter_max

@@ -92,6 +92,7 @@ class SpatialSVD(DataAwareScheme):
     """
 
     name = "spatial_svd"
+    manual_values = "rank"  # NetsPresso: one rank
 
     def skip_reason(self, layer: LayerInfo) -> str | None:
         if layer.kind != "conv2d":

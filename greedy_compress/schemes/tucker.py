@@ -16,7 +16,9 @@ the larger of the two core ranks; the other scales in proportion to its own maxi
 ``r_in = ceil(rank * R_in / R)`` and ``r_out = ceil(rank * R_out / R)`` with
 ``R_in = min(in, out * k)``, ``R_out = min(out, in * k)`` (k = kernel elements) and
 ``R = max(R_in, R_out)``. So rank ``R`` is the exact decomposition, and both core ranks
-shrink together. For an explicit pair use :func:`tucker2` with ``ranks=(r_in, r_out)``.
+shrink together. For an explicit pair use :func:`tucker2` with ``ranks=(r_in, r_out)``, or
+manual mode (``manual_selection(model, {"conv": (r_in, r_out)}, scheme="tucker")``), whose
+selection records both ranks.
 
 **Data-aware** (``Tucker2(data_aware=True, data=...)``): the kernel's input-channel mode is
 whitened by the Cholesky factor ``S`` of the input channels' second moment on calibration
@@ -166,6 +168,10 @@ class _TuckerFactorization(Factorization):
     def build(self, rank: int) -> nn.Sequential:
         return self.build_pair(*core_ranks(rank, self.max_in, self.max_out, self.multiplicity))
 
+    def build_ranks(self, ranks: tuple[int, ...]) -> nn.Sequential:
+        r_in, r_out = ranks
+        return self.build_pair(r_in, r_out)
+
 
 class Tucker2(DataAwareScheme):
     """Tucker-2 for ``nn.Conv1d`` and ``nn.Conv2d`` with ``groups=1``.
@@ -185,6 +191,7 @@ class Tucker2(DataAwareScheme):
     """
 
     name = "tucker"
+    manual_values = "ranks"  # NetsPresso's (in rank, out rank)
 
     def __init__(
         self,
@@ -247,6 +254,13 @@ class Tucker2(DataAwareScheme):
 
     def cost(self, layer: LayerInfo, rank: int) -> Cost:
         return self.cost_for_core_ranks(layer, *self.core_ranks(layer, rank))
+
+    def mode_ranks(self, layer: LayerInfo) -> tuple[int, int]:
+        return self.max_core_ranks(layer)
+
+    def cost_at_ranks(self, layer: LayerInfo, ranks: tuple[int, ...]) -> Cost:
+        r_in, r_out = ranks
+        return self.cost_for_core_ranks(layer, r_in, r_out)
 
     def decompose(self, module: nn.Module, moment: InputMoment | None) -> _TuckerFactorization:
         whitening = None

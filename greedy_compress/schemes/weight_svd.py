@@ -127,6 +127,7 @@ class WeightSVD(DataAwareScheme):
     """
 
     name = "weight_svd"
+    manual_values = "rank"  # NetsPresso: one rank
 
     def prepare(
         self,

@@ -25,7 +25,7 @@ from greedy_compress.dictionary import EvalScores
 from greedy_compress.errors import ScoresMismatchError, TargetUnreachableError
 from greedy_compress.model.cost import Cost, CostMetric
 from greedy_compress.selection.budget import finite_score
-from greedy_compress.selection.options import LayerOption
+from greedy_compress.selection.options import LayerOption, layer_options
 from greedy_compress.selection.selection import LayerChoice, Selection
 
 __all__ = ["choices_cost", "meet_exact_cost", "reachable_ratio", "selection_ratio"]
@@ -87,12 +87,11 @@ def reachable_ratio(scores: EvalScores, *, cost: CostMetric | None = None) -> fl
         True
     """
     metric = scores.cost_metric if cost is None else cost
-    cheapest = {}
-    for name, layer in scores.layers.items():
-        original = layer.info.cost.get(metric)
-        entry = min(layer.entries, key=lambda e: e.cost.get(metric), default=None)
-        if entry is not None and entry.cost.get(metric) < original:
-            cheapest[name] = LayerChoice(entry.kept_ratio, entry.rank, entry.score, entry.scheme)
+    cheapest = {  # the config list's bounds honoured: each layer's cheapest allowed option
+        name: LayerChoice(o.kept_ratio, o.rank, o.score, o.scheme)
+        for name, opts in layer_options(scores, metric).items()
+        if (o := opts[0]).rank is not None
+    }
     return choices_cost(scores, cheapest).get(metric) / max(1, scores.model_cost.get(metric))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from greedy_compress.dictionary import EvalScores
+from greedy_compress.errors import ScoresFormatError
 from greedy_compress.model.cost import CostMetric
 from greedy_compress.selection.monotone import is_monotone, isotonic
 
@@ -44,15 +45,29 @@ def layer_options(
     layer's cost are left out. With ``monotone=True`` each layer's scores are replaced by
     their isotonic fit (:func:`fit_options`), so noise that
     makes a layer score higher when compressed harder cannot mislead a solver.
+
+    A layer's ``scores.bounds`` (from a ``config_list``) leave only the options whose kept
+    ratio, in the dictionary's cost metric, lies within them (a fixed rank: that option
+    alone; ``max_ratio`` < 1: not "leave alone"), so every solver honours them.
+
+    Raises:
+        ScoresFormatError: bounds that leave a layer no option (an edited file).
     """
     options: dict[str, list[LayerOption]] = {}
     for name, layer in scores.layers.items():
         original = layer.info.cost.get(metric)
-        items = [LayerOption(1.0, None, original, scores.baseline)]
+        bounds = scores.bounds.get(name)
+        own = max(1, layer.info.cost.get(scores.cost_metric))
+        items = []
+        if bounds is None or bounds.allows(1.0, None):
+            items.append(LayerOption(1.0, None, original, scores.baseline))
         seen_ranks = set()
         for entry in layer.entries:
             # A candidate that saves nothing (rank rounding can do that) is never an option.
             if (entry.scheme, entry.rank) in seen_ranks or entry.cost.get(metric) >= original:
+                continue
+            kept = entry.cost.get(scores.cost_metric) / own
+            if bounds is not None and not bounds.allows(kept, entry.rank):
                 continue
             seen_ranks.add((entry.scheme, entry.rank))
             items.append(
@@ -63,6 +78,12 @@ def layer_options(
                     score=float("-inf") if entry.score is None else entry.score,
                     scheme=entry.scheme,
                 )
+            )
+        if not items:
+            described = "" if bounds is None else f" ({bounds.describe()})"
+            raise ScoresFormatError(
+                f"The dictionary's config_list bounds for layer {name!r}{described} leave it "
+                "no candidate; rebuild it with bounds some candidate meets."
             )
         options[name] = sorted(items, key=lambda o: (o.cost, -o.score))
     if monotone:

@@ -173,7 +173,7 @@ def _moves(
     ranked = []
     for name, opts in options.items():
         now = current[name]
-        if now.rank is None:
+        if now.rank is None or now is opts[-1]:  # a config list's max_ratio: no higher
             continue
         # One step up, or all the way back to the original layer.
         step = opts[opts.index(now) + 1]

@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 SELECTION_FORMAT = "greedy-compress/selection"
-SELECTION_VERSION = 2
+SELECTION_VERSION = 3  # 3: a choice may record explicit per-mode ranks (Tucker's two)
+_READABLE = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,21 @@ class LayerChoice:
             compressed; None when the choice was made without one (recommendations,
             manual mode).
         scheme: this layer's scheme in a mixed-scheme selection; None: the selection's.
+        ranks: explicit per-mode ranks to build instead of ``rank`` (manual Tucker: the in
+            and out rank; see :meth:`~greedy_compress.schemes.Scheme.mode_ranks`), ``rank``
+            then being the largest of them; None: ``rank`` says it all.
     """
 
     kept_ratio: float
     rank: int
     predicted_score: float | None
     scheme: str | None = None
+    ranks: tuple[int, ...] | None = None
+
+    @property
+    def build_rank(self) -> int | tuple[int, ...]:
+        """What the scheme builds: the explicit ``ranks`` when set, else ``rank``."""
+        return self.rank if self.ranks is None else self.ranks
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON (``scheme`` only when set)."""
@@ -61,6 +71,8 @@ class LayerChoice:
         }
         if self.scheme is not None:
             data["scheme"] = self.scheme
+        if self.ranks is not None:
+            data["ranks"] = list(self.ranks)
         return data
 
     @classmethod
@@ -68,11 +80,13 @@ class LayerChoice:
         """Inverse of :meth:`to_dict` (also reads format version 1's ``ratio``)."""
         score = data["predicted_score"]
         kept = data["kept_ratio"] if "kept_ratio" in data else data["ratio"]
+        ranks = data.get("ranks")
         return cls(
             kept_ratio=float(kept),
             rank=int(data["rank"]),
             predicted_score=None if score is None else float(score),
             scheme=None if data.get("scheme") is None else str(data["scheme"]),
+            ranks=None if ranks is None else tuple(int(r) for r in ranks),
         )
 
 
@@ -119,7 +133,7 @@ class Selection:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> Selection:
-        """Inverse of :meth:`to_dict`; reads format versions 1 and 2.
+        """Inverse of :meth:`to_dict`; reads format versions 1 to 3.
 
         Raises:
             ScoresFormatError: not a selection, another format version, or malformed.
@@ -127,10 +141,10 @@ class Selection:
         if not isinstance(data, dict) or data.get("format") != SELECTION_FORMAT:
             raise ScoresFormatError(f"{source} is not a greedy-compress selection file.")
         version = data.get("format_version")
-        if version not in (1, SELECTION_VERSION):
+        if version not in _READABLE:
             raise ScoresFormatError(
                 f"{source} has format_version {version!r}; this greedy-compress reads "
-                f"versions 1 and {SELECTION_VERSION}."
+                f"versions {', '.join(map(str, _READABLE))}."
             )
         try:
             return cls(

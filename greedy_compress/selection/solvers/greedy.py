@@ -26,7 +26,9 @@ __all__ = ["GreedySolver", "pick_at_threshold"]
 def pick_at_threshold(
     options: Mapping[str, list[LayerOption]], threshold: float
 ) -> dict[str, LayerOption]:
-    """Each layer's cheapest option whose score is at least ``threshold``.
+    """Each layer's cheapest option whose score is at least ``threshold`` (leaving a layer
+    alone always qualifies; a layer a config list forces to be compressed falls back to
+    its least compressed option).
 
     Example:
         >>> opts = {"a": [LayerOption(0.5, 2, 5, 0.9), LayerOption(1.0, None, 10, 1.0)]}
@@ -34,7 +36,7 @@ def pick_at_threshold(
         True
     """
     return {
-        name: next(o for o in opts if o.rank is None or o.score >= threshold)
+        name: next((o for o in opts if o.rank is None or o.score >= threshold), opts[-1])
         for name, opts in options.items()
     }
 
