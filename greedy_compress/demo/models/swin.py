@@ -154,6 +154,7 @@ class TinySwin(nn.Module):
         depths: Sequence[int] = (2, 2),
         num_heads: Sequence[int] = (2, 4),
         window: int = 4,
+        mlp_ratio: int = 2,
     ) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
@@ -166,7 +167,9 @@ class TinySwin(nn.Module):
                 dim, resolution = 2 * dim, resolution // 2
             for block in range(depth):
                 shift = window // 2 if block % 2 and resolution > window else 0
-                stages.append(SwinBlock(dim, heads, resolution, min(window, resolution), shift))
+                stages.append(
+                    SwinBlock(dim, heads, resolution, min(window, resolution), shift, mlp_ratio)
+                )
         self.stages = nn.Sequential(*stages)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
