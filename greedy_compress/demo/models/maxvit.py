@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from greedy_compress.demo.models.layers import DropPath, SqueezeExcite, conv_bn
-from greedy_compress.demo.models.swin import _relative_position_index
+from greedy_compress.demo.models.swin import relative_position_index
 
 __all__ = ["MaxViT", "MaxViTBlock", "MaxViTMBConv", "PartitionAttention", "TinyMaxViT", "maxvit_t"]
 
@@ -55,7 +55,7 @@ class RelativeAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             0.02 * torch.randn((2 * partition - 1) ** 2, self.num_heads)
         )
-        self.register_buffer("relative_position_index", _relative_position_index(partition))
+        self.register_buffer("relative_position_index", relative_position_index(partition))
         self.relative_position_index: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
