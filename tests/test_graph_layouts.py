@@ -278,3 +278,29 @@ def test_grouped_convs_keep_the_same_channels_per_group():
     small = apply_selection(model, selection)
     grouped = small.blocks[1].body[3]
     assert (grouped.in_channels, grouped.out_channels, grouped.groups) == (8, 16, 4)
+
+
+class _SqueezeUnit(nn.Module):
+    """Linear features of width 1 dropped by a reshape: they cannot be followed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, 3, 4)
+        return self.out(self.fc(x).reshape(x.shape[0], 3))
+
+
+def test_size_one_dims_of_a_reshape_move_nothing_but_a_dropped_channel_dim_is_refused():
+    from greedy_compress.graph.dependency import Segment
+    from greedy_compress.graph.values import Value, reshaped
+
+    # MaxViT's grid partition of a 2x2 map: (B, C, 2, 1, 2, 1) -> permute -> (B, 4, 1, C)
+    moved = reshaped(Value.along((Segment(0, 8),), 5), (2, 2, 2, 1, 1, 8), (2, 4, 1, 8))
+    assert isinstance(moved, Value) and moved.dims == (3,)
+    assert reshaped(Value.along((Segment(0, 1),), 2), (2, 3, 1), (2, 3)) == (
+        "drops a channel dimension of size 1"
+    )
+    graph = build_graph(_SqueezeUnit(), torch.zeros(2, 3, 4))
+    assert "drops a channel dimension of size 1" in graph.output_group("fc").blocked

@@ -50,15 +50,30 @@ def reshape_groups(
 ) -> list[tuple[list[int], list[int]]] | None:
     """Pair consecutive dims of a reshape whose sizes multiply to the same product.
 
+    A size-1 dim facing a larger one is a group of its own: inserting or dropping it moves
+    nothing (MaxViT's grid partition of a 7x7 map into 7x7 windows of 1x1).
+
     Example:
         >>> reshape_groups((2, 3, 8), (2, 3, 2, 4))
         [([0], [0]), ([1], [1]), ([2], [2, 3])]
         >>> reshape_groups((2, 4, 3), (8, 3))
         [([0, 1], [0]), ([2], [1])]
+        >>> reshape_groups((2, 4, 1, 1, 8), (2, 4, 1, 8))
+        [([0], [0]), ([1], [1]), ([2], [2]), ([3], []), ([4], [3])]
     """
     groups: list[tuple[list[int], list[int]]] = []
     i = j = 0
     while i < len(before) or j < len(after):
+        one_left = i < len(before) and before[i] == 1
+        one_right = j < len(after) and after[j] == 1
+        if one_left != one_right:
+            if one_left:
+                groups.append(([i], []))
+                i += 1
+            else:
+                groups.append(([], [j]))
+                j += 1
+            continue
         left: list[int] = []
         right: list[int] = []
         product_left = product_right = 1
@@ -121,6 +136,8 @@ def reshaped(value: Value, before: tuple[int, ...], after: tuple[int, ...]) -> V
             if factors != list(range(factors[0], factors[0] + len(factors))):
                 return "reshapes channels in another order (a channel shuffle)"
             dims = [j for j in right if after[j] != 1] or right[:1]
+            if not dims:
+                return "drops a channel dimension of size 1"
             pieces.append((factors[0], dims))
         elif len(value.dims) == 1 and left[0] == value.dims[0] and len(right) == 1:
             spread = math.prod(before[d] for d in left[1:])

@@ -9,23 +9,35 @@ __all__ = ["DenseBlock", "TinyDenseNet"]
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-3x3 conv on everything before it; its ``growth`` channels are appended."""
+    """BN-ReLU-3x3 conv on everything before it; its ``growth`` channels are appended.
+    ``bottleneck`` > 0 puts a BN-ReLU-1x1 conv to that many channels first (DenseNet-BC)."""
 
-    def __init__(self, in_channels: int, growth: int) -> None:
+    def __init__(self, in_channels: int, growth: int, bottleneck: int = 0) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels)
+        self.reduce: nn.Module = nn.Identity()
+        width = in_channels
+        if bottleneck:
+            self.reduce = nn.Sequential(
+                nn.BatchNorm2d(in_channels),
+                nn.ReLU(),
+                nn.Conv2d(in_channels, bottleneck, 1, bias=False),
+            )
+            width = bottleneck
+        self.norm = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=False)
-        self.conv = nn.Conv2d(in_channels, growth, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(width, growth, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.conv(self.relu(self.norm(x)))], dim=1)
+        return torch.cat([x, self.conv(self.relu(self.norm(self.reduce(x))))], dim=1)
 
 
 class DenseBlock(nn.Sequential):
     """``layers`` dense layers; the output has ``in_channels + layers * growth`` channels."""
 
-    def __init__(self, in_channels: int, growth: int, layers: int) -> None:
-        super().__init__(*(DenseLayer(in_channels + i * growth, growth) for i in range(layers)))
+    def __init__(self, in_channels: int, growth: int, layers: int, bottleneck: int = 0) -> None:
+        super().__init__(
+            *(DenseLayer(in_channels + i * growth, growth, bottleneck) for i in range(layers))
+        )
 
 
 class TinyDenseNet(nn.Module):

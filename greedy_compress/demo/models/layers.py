@@ -38,18 +38,26 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: global average, two 1x1 convs, a sigmoid gate per channel."""
+    """Squeeze-and-excitation: global average, two 1x1 convs, a gate per channel (a sigmoid;
+    MobileNetV3's hard sigmoid with ``gate=nn.Hardsigmoid``)."""
 
-    def __init__(self, channels: int, reduced: int, activation: type[nn.Module] = nn.SiLU) -> None:
+    def __init__(
+        self,
+        channels: int,
+        reduced: int,
+        activation: type[nn.Module] = nn.SiLU,
+        gate: type[nn.Module] = nn.Sigmoid,
+    ) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, reduced, 1)
         self.act = activation()
         self.expand = nn.Conv2d(reduced, channels, 1)
+        self.gate = gate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)
         scale = self.expand(self.act(self.reduce(scale)))
-        return x * scale.sigmoid()
+        return x * self.gate(scale)
 
 
 class Mlp(nn.Module):

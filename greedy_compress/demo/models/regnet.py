@@ -14,17 +14,21 @@ __all__ = ["RegNetBlock", "TinyRegNet"]
 
 
 class RegNetBlock(nn.Module):
-    """1x1 conv, grouped 3x3 conv (``group_width`` channels per group), SE, 1x1 conv, add."""
+    """1x1 conv, grouped 3x3 conv (``group_width`` channels per group), SE (RegNetY; none
+    with ``se=False``: RegNetX), 1x1 conv, add."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, group_width: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, group_width: int, se: bool = True
+    ) -> None:
         super().__init__()
         groups = out_channels // group_width
+        excite = [SqueezeExcite(out_channels, max(1, in_channels // 4), nn.ReLU)] if se else []
         self.body = nn.Sequential(
             *conv_bn(in_channels, out_channels, 1),
             nn.ReLU(inplace=True),
             *conv_bn(out_channels, out_channels, 3, stride, groups),
             nn.ReLU(inplace=True),
-            SqueezeExcite(out_channels, max(1, in_channels // 4), nn.ReLU),
+            *excite,
             *conv_bn(out_channels, out_channels, 1),
         )
         self.shortcut: nn.Module = nn.Identity()
@@ -51,12 +55,16 @@ class TinyRegNet(nn.Module):
         width: int = 8,
         blocks: Sequence[tuple[int, int]] = ((8, 1), (16, 2), (16, 1)),
         group_width: int = 4,
+        se: bool = True,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(*conv_bn(in_channels, width, 3), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            *conv_bn(in_channels, width, 3, stem_stride), nn.ReLU(inplace=True)
+        )
         layers, channels = [], width
         for out_channels, stride in blocks:
-            layers.append(RegNetBlock(channels, out_channels, stride, group_width))
+            layers.append(RegNetBlock(channels, out_channels, stride, group_width, se))
             channels = out_channels
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(channels, num_classes)

@@ -1,18 +1,33 @@
-"""ResNet-style networks: a small one with basic blocks, and ResNet-50's architecture with
-bottleneck blocks (residual adds, strided 1x1 shortcuts) for the benchmarks."""
+"""ResNet-style networks: a small one with basic blocks, and ImageNet ResNets with basic or
+bottleneck blocks (residual adds, strided 1x1 shortcuts): ResNet-18 and -50, ResNeXt (grouped
+3x3 convs) and Wide-ResNet (twice the inner width) for the benchmarks."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "TinyResNet", "resnet50"]
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "TinyResNet",
+    "resnet18",
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+]
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers with a residual add; a 1x1 conv shortcut when shapes change."""
+    """Two 3x3 conv-BN layers with a residual add; a 1x1 conv shortcut when shapes change.
+    (``groups`` and ``base`` only match :class:`Bottleneck`'s signature: ResNet-18 has none.)"""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    expansion = 1
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, base: int = 64
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -68,16 +83,20 @@ class TinyResNet(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand (x4), each with BatchNorm; residual add."""
+    """1x1 reduce, 3x3 (strided; ``groups`` groups of ``planes * base / 64`` channels: ResNeXt,
+    Wide-ResNet), 1x1 expand (to ``planes * 4``), each with BatchNorm; residual add."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int = 1, groups: int = 1, base: int = 64
+    ) -> None:
         super().__init__()
-        out_channels = width * self.expansion
+        out_channels = planes * self.expansion
+        width = planes * base // 64 * groups
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
@@ -97,7 +116,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ImageNet-style ResNet with bottleneck blocks: 7x7 stem, max pool, four stages."""
+    """ImageNet-style ResNet: 7x7 stem, max pool, four stages of ``block`` (bottleneck by
+    default; ``groups`` and ``base``, the channels per group at 64 planes, widen its 3x3)."""
 
     def __init__(
         self,
@@ -105,6 +125,9 @@ class ResNet(nn.Module):
         num_classes: int = 1000,
         in_channels: int = 3,
         width: int = 64,
+        block: type[BasicBlock] | type[Bottleneck] = Bottleneck,
+        groups: int = 1,
+        base: int = 64,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -117,10 +140,10 @@ class ResNet(nn.Module):
         for index, count in enumerate(layers):
             stage_width = width * 2**index
             blocks = []
-            for block in range(count):
-                stride = 2 if index > 0 and block == 0 else 1
-                blocks.append(Bottleneck(channels, stage_width, stride))
-                channels = stage_width * Bottleneck.expansion
+            for position in range(count):
+                stride = 2 if index > 0 and position == 0 else 1
+                blocks.append(block(channels, stage_width, stride, groups, base))
+                channels = stage_width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(channels, num_classes)
@@ -138,3 +161,29 @@ def resnet50(num_classes: int = 1000) -> ResNet:
         25557032
     """
     return ResNet((3, 4, 6, 3), num_classes=num_classes)
+
+
+def resnet18(num_classes: int = 1000) -> ResNet:
+    """ResNet-18's architecture (11.7 M parameters, 1.8 GMACs at 224x224), random weights."""
+    return ResNet((2, 2, 2, 2), num_classes=num_classes, block=BasicBlock)
+
+
+def resnext50_32x4d(num_classes: int = 1000) -> ResNet:
+    """ResNeXt-50 32x4d's architecture (25.0 M parameters): 32 groups of 4 channels at 64
+    planes in every 3x3 conv.
+
+    Example:
+        >>> sum(p.numel() for p in resnext50_32x4d().parameters())
+        25028904
+    """
+    return ResNet((3, 4, 6, 3), num_classes=num_classes, groups=32, base=4)
+
+
+def wide_resnet50_2(num_classes: int = 1000) -> ResNet:
+    """Wide-ResNet-50-2's architecture (68.9 M parameters): bottlenecks twice as wide inside.
+
+    Example:
+        >>> sum(p.numel() for p in wide_resnet50_2().parameters())
+        68883240
+    """
+    return ResNet((3, 4, 6, 3), num_classes=num_classes, base=128)

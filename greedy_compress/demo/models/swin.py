@@ -11,10 +11,12 @@ from torch import nn
 
 from greedy_compress.demo.models.layers import DropPath, Mlp
 
-__all__ = ["PatchMerging", "SwinBlock", "TinySwin", "WindowAttention"]
+__all__ = ["PatchMerging", "SwinBlock", "TinySwin", "WindowAttention", "relative_position_index"]
 
 
-def _relative_position_index(window: int) -> torch.Tensor:
+def relative_position_index(window: int) -> torch.Tensor:
+    """For each pair of the ``window * window`` tokens, the row of their relative offset in a
+    ``(2 * window - 1) ** 2``-row bias table (Swin's and MaxViT's relative position bias)."""
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
     flat = coords.flatten(1)
     relative = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0) + (window - 1)
@@ -32,7 +34,7 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             0.02 * torch.randn((2 * window - 1) ** 2, num_heads)
         )
-        self.register_buffer("relative_position_index", _relative_position_index(window))
+        self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.softmax = nn.Softmax(dim=-1)
@@ -154,6 +156,7 @@ class TinySwin(nn.Module):
         depths: Sequence[int] = (2, 2),
         num_heads: Sequence[int] = (2, 4),
         window: int = 4,
+        mlp_ratio: int = 2,
     ) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
@@ -166,7 +169,9 @@ class TinySwin(nn.Module):
                 dim, resolution = 2 * dim, resolution // 2
             for block in range(depth):
                 shift = window // 2 if block % 2 and resolution > window else 0
-                stages.append(SwinBlock(dim, heads, resolution, min(window, resolution), shift))
+                stages.append(
+                    SwinBlock(dim, heads, resolution, min(window, resolution), shift, mlp_ratio)
+                )
         self.stages = nn.Sequential(*stages)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
