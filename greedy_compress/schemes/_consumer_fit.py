@@ -15,13 +15,16 @@ from greedy_compress.model.statistics import InputMoment
 __all__ = ["ConsumerFit"]
 
 
-def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """Solve min ||D[:, columns] W - Y|| from D.T D and D.T Y, with a tiny ridge so that
-    channels that never fire (all-zero columns) give a well-posed system."""
-    block = gram[columns][:, columns]
-    ridge = 1e-8 * block.diagonal().mean().clamp_min(1e-12)
-    eye = torch.eye(len(columns), dtype=block.dtype, device=block.device)
-    return torch.linalg.solve(block + ridge * eye, cross[columns])
+def _least_squares(gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+    """Solve min ||D W - Y|| from D.T D and D.T Y, with a tiny ridge so that channels that
+    never fire (all-zero columns) give a well-posed system: by Cholesky (the ridged Gram
+    is positive definite), by LU where rounding makes the factorization fail."""
+    ridge = 1e-8 * gram.diagonal().mean().clamp_min(1e-12)
+    system = gram + ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    factor, info = torch.linalg.cholesky_ex(system)
+    if int(info) == 0:
+        return torch.cholesky_solve(cross, factor)
+    return torch.linalg.solve(system, cross)
 
 
 class ConsumerFit:
@@ -51,10 +54,14 @@ class ConsumerFit:
             torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
         ).sum(dim=(1, 2))
         self.energy = energy / energy.sum().clamp_min(1e-30)  # each reader counts equally
-        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
-        design = design.double()
-        self.gram = design.T @ design
-        self.cross = design.T @ targets.double()
+        # The normal equations of the first refit use only its columns (a quarter of the
+        # work at half the channels kept); a second refit computes them for every column
+        # once, every kept-channel subset being a sub-block of those.
+        self._design: torch.Tensor | None = design
+        self._targets: torch.Tensor | None = targets
+        self._refits = 0
+        self.gram: torch.Tensor | None = None
+        self.cross: torch.Tensor | None = None
 
     def _place(self, layout: Layout, group: int, width: int) -> None:
         """The group's columns (per channel) and every other column of a ``width``-column
@@ -98,12 +105,26 @@ class ConsumerFit:
         if outputs is not None:
             target = target[torch.tensor(outputs)]
         fit.gram, fit.cross = gram, gram @ target.T
+        fit._design = fit._targets = None
+        fit._refits = 0
         return fit
 
     def refit(self, layer: nn.Module, keep: list[int]) -> None:
         kept = self.columns[torch.tensor(keep, dtype=torch.long)].flatten().tolist()
         columns = torch.tensor(sorted(self.others + kept))
-        solution = _least_squares(self.gram, self.cross, columns)
+        self._refits += 1
+        if self.gram is None and self._refits > 1:
+            assert self._design is not None and self._targets is not None
+            design = self._design.double()
+            self.gram, self.cross = design.T @ design, design.T @ self._targets.double()
+            self._design = self._targets = None
+        if self.gram is not None and self.cross is not None:
+            gram, cross = self.gram[columns][:, columns], self.cross[columns]
+        else:
+            assert self._design is not None and self._targets is not None
+            design = self._design[:, columns].double()
+            gram, cross = design.T @ design, design.T @ self._targets.double()
+        solution = _least_squares(gram, cross)
         weight = weight_of(layer)
         with torch.no_grad():
             weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))

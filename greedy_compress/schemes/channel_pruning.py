@@ -37,6 +37,7 @@ from greedy_compress.graph import (
 from greedy_compress.model.hashing import tensor_hash
 from greedy_compress.model.modes import eval_mode
 from greedy_compress.model.modules import weight_of
+from greedy_compress.model.resume import Cut, can_run_to, run_to
 from greedy_compress.model.sampling import take_samples
 from greedy_compress.model.statistics import Calibration, InputMoment
 from greedy_compress.model.swap import Replacement
@@ -44,7 +45,7 @@ from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._consumer_fit import ConsumerFit
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
 
-__all__ = ["ChannelPruning", "design_matrix", "sampled_rows"]
+__all__ = ["ChannelPruning", "design_matrix", "design_rows", "sampled_rows"]
 
 
 def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> torch.Tensor:
@@ -73,6 +74,57 @@ def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> tor
         kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
     columns = functional.unfold(padded, kernel, dilation=dilation, stride=stride)
     return columns.transpose(1, 2).reshape(-1, columns.shape[1])
+
+
+def design_rows(layer: nn.Module, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of :func:`design_matrix` (ordered by sample, then output position),
+    gathered from the input without unfolding every position.
+
+    Example:
+        >>> conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+        >>> x, rows = torch.randn(2, 2, 5, 5), torch.tensor([0, 4, 17])
+        >>> torch.equal(design_rows(conv, x, rows), design_matrix(conv, x)[rows])
+        True
+    """
+    if isinstance(layer, nn.Linear):
+        return inputs.reshape(-1, inputs.shape[-1])[rows]
+    assert isinstance(layer, (nn.Conv1d, nn.Conv2d))
+    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
+    if isinstance(layer, nn.Conv1d):
+        padded = padded.unsqueeze(2)
+        kernel, stride, dilation = (1, *layer.kernel_size), (1, *layer.stride), (1, *layer.dilation)
+    else:
+        kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    sizes = [
+        (padded.shape[2 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in (0, 1)
+    ]
+    sample, place = rows // (sizes[0] * sizes[1]), rows % (sizes[0] * sizes[1])
+    taps = [torch.arange(kernel[d], device=rows.device) * dilation[d] for d in (0, 1)]
+    ys = (place // sizes[1] * stride[0])[:, None] + taps[0]  # [rows, kernel rows]
+    xs = (place % sizes[1] * stride[1])[:, None] + taps[1]
+    channels = torch.arange(padded.shape[1], device=rows.device)
+    patches = padded[
+        sample[:, None, None, None],
+        channels[None, :, None, None],
+        ys[:, None, :, None],
+        xs[:, None, None, :],
+    ]
+    return patches.reshape(len(rows), -1)
+
+
+def _positions(layer: nn.Module, inputs: torch.Tensor) -> int:
+    """Design rows per sample of ``inputs``."""
+    if isinstance(layer, nn.Linear):
+        return inputs[0].numel() // inputs.shape[-1]
+    assert isinstance(layer, (nn.Conv1d, nn.Conv2d))
+    pads = layer._reversed_padding_repeated_twice  # last dim first, (before, after) each
+    positions, spatial = 1, inputs.shape[2:]
+    for d, size in enumerate(spatial):
+        at = 2 * (len(spatial) - 1 - d)
+        span = layer.dilation[d] * (layer.kernel_size[d] - 1) + 1
+        positions *= (size + pads[at] + pads[at + 1] - span) // layer.stride[d] + 1
+    return positions
 
 
 def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
@@ -236,6 +288,7 @@ class ChannelPruning(GroupPruning):
         self._calibration: Calibration | None = None
         self._targets_for: tuple[int, int] | None = None
         self._target_cache: dict[str, torch.Tensor] = {}
+        self._cut: Cut | None = None
 
     @property
     def uses_data(self) -> bool:
@@ -321,6 +374,52 @@ class ChannelPruning(GroupPruning):
             )
         return {r: self._target_cache[r] for r in readers}
 
+    def _designs(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup, readers: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """The readers' sampled design rows in ``model`` as it is now.
+
+        A model being built (a copy of the prepared one, pruned layer by layer) is run from
+        where the previous layer's run cut (:func:`~greedy_compress.model.resume.run_to`),
+        so its prefix runs about once in all; the cut is kept until :meth:`end_build`. Each
+        reader's rows are gathered at the drawn positions only.
+        """
+        assert self._samples is not None
+        samples, view = self._samples, graph.view
+        if graph.traced is None or not can_run_to(graph.traced, readers):
+            return sampled_rows(view, dict.fromkeys(readers, _design_rows), samples, self.max_rows)
+        kept: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
+
+        def on_input(reader: str, first: int, inputs: torch.Tensor) -> None:
+            layer = view.get_submodule(reader)
+            per = _positions(layer, inputs)
+            count = per * inputs.shape[0]
+            chosen = _chosen_rows(per * samples.shape[0], self.max_rows)
+            if chosen is None:
+                rows = torch.arange(count)
+            else:
+                low = first * per
+                rows = chosen[(chosen >= low) & (chosen < low + count)] - low
+            kept[reader].append(design_rows(layer, inputs.detach(), rows.to(inputs.device)))
+
+        building = model is not self._model
+        changes = [*group.members, *(m for g in group.parted for m in graph.groups[g].members)]
+        cut, self._cut = self._cut, None
+        self._cut = run_to(
+            graph.traced,
+            view,
+            samples,
+            readers,
+            on_input,
+            changes=changes if building else None,
+            cut=cut if building else None,
+        )
+        return {reader: torch.cat(found) for reader, found in kept.items()}
+
+    def end_build(self) -> None:
+        """Drop the values kept between the layers of a build."""
+        self._cut = None
+
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         if self._structure_only:  # shapes only: the weights are loaded afterwards
             return super().factorize_in(model, name)
@@ -352,9 +451,7 @@ class ChannelPruning(GroupPruning):
             return _ChannelPruningFactorization(
                 scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
             )
-        designs = sampled_rows(
-            view, dict.fromkeys(readers, _design_rows), self._samples, self.max_rows
-        )
+        designs = self._designs(model, graph, group, readers)
         targets = self._reference_targets(readers)
         fits = {}
         for reader in readers:  # each layer reading the channels is refit to its old output
