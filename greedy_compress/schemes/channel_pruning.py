@@ -103,14 +103,10 @@ def design_rows(layer: nn.Module, inputs: torch.Tensor, rows: torch.Tensor) -> t
     taps = [torch.arange(kernel[d], device=rows.device) * dilation[d] for d in (0, 1)]
     ys = (place // sizes[1] * stride[0])[:, None] + taps[0]  # [rows, kernel rows]
     xs = (place % sizes[1] * stride[1])[:, None] + taps[1]
-    channels = torch.arange(padded.shape[1], device=rows.device)
-    patches = padded[
-        sample[:, None, None, None],
-        channels[None, :, None, None],
-        ys[:, None, :, None],
-        xs[:, None, None, :],
-    ]
-    return patches.reshape(len(rows), -1)
+    # Channels last: each patch tap gathered is one contiguous vector of channels.
+    pixels = padded.permute(0, 2, 3, 1).contiguous()
+    patches = pixels[sample[:, None, None], ys[:, :, None], xs[:, None, :]]  # [r, ky, kx, c]
+    return patches.permute(0, 3, 1, 2).reshape(len(rows), -1)
 
 
 def _positions(layer: nn.Module, inputs: torch.Tensor) -> int:
@@ -289,6 +285,7 @@ class ChannelPruning(GroupPruning):
         self._targets_for: tuple[int, int] | None = None
         self._target_cache: dict[str, torch.Tensor] = {}
         self._cut: Cut | None = None
+        self._channels_last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def uses_data(self) -> bool:
@@ -368,11 +365,27 @@ class ChannelPruning(GroupPruning):
                 sampled_rows(
                     self._graph.view,
                     dict.fromkeys(sorted(wanted), _target_rows),
-                    self._samples,
+                    self._run_samples(self._graph),
                     self.max_rows,
                 )
             )
         return {r: self._target_cache[r] for r in readers}
+
+    def _run_samples(self, graph: DependencyGraph) -> torch.Tensor:
+        """The samples as the model runs fastest: image batches channels-last (convs run
+        faster that way on CPUs; the values are the same but for rounding), unless the
+        model's trace reshapes with ``view``, which that memory layout can break."""
+        assert self._samples is not None
+        samples = self._samples
+        views = graph.traced is None or any(
+            n.op == "call_method" and n.target in ("view", "as_strided")
+            for n in graph.traced.graph.nodes
+        )
+        if samples.dim() != 4 or views:
+            return samples
+        if self._channels_last is None or self._channels_last[0] is not samples:
+            self._channels_last = (samples, samples.contiguous(memory_format=torch.channels_last))
+        return self._channels_last[1]
 
     def _designs(
         self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup, readers: list[str]
@@ -385,7 +398,7 @@ class ChannelPruning(GroupPruning):
         reader's rows are gathered at the drawn positions only.
         """
         assert self._samples is not None
-        samples, view = self._samples, graph.view
+        samples, view = self._run_samples(graph), graph.view
         if graph.traced is None or not can_run_to(graph.traced, readers):
             return sampled_rows(view, dict.fromkeys(readers, _design_rows), samples, self.max_rows)
         kept: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
