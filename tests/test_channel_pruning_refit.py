@@ -14,7 +14,11 @@ import greedy_compress.schemes.channel_pruning as channel_pruning
 from greedy_compress import apply_selection
 from greedy_compress.graph import Segment
 from greedy_compress.schemes import ChannelPruning
-from greedy_compress.schemes._consumer_fit import ConsumerFit, _least_squares
+from greedy_compress.schemes._consumer_fit import (
+    ConsumerFit,
+    _least_squares,
+    _least_squares_rows,
+)
 from greedy_compress.schemes.channel_pruning import _positions, design_matrix, design_rows
 from greedy_compress.selection.manual import manual_selection
 from tests.pruning_models import make_inputs, make_model, single_thread
@@ -156,3 +160,16 @@ def test_least_squares_falls_back_to_lu_when_cholesky_fails():
     solution = _least_squares(gram, cross)
     ridge = 1e-8 * torch.eye(2, dtype=torch.float64)
     torch.testing.assert_close((gram + ridge) @ solution, cross)
+
+
+@pytest.mark.parametrize("rows", [5, 40])
+def test_least_squares_from_rows_solves_the_ridged_normal_equations(rows):
+    # Fewer rows than columns: through the small rows x rows system, the same solution.
+    generator = torch.Generator().manual_seed(3)
+    design = torch.randn(rows, 12, generator=generator, dtype=torch.float64)
+    targets = torch.randn(rows, 2, generator=generator, dtype=torch.float64)
+    solution = _least_squares_rows(design, targets)
+    ridge = 1e-8 * design.pow(2).sum() / 12
+    normal = (design.T @ design + ridge * torch.eye(12, dtype=torch.float64)) @ solution
+    torch.testing.assert_close(normal, design.T @ targets, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(solution, torch.linalg.pinv(design) @ targets, rtol=1e-5, atol=1e-6)

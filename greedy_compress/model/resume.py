@@ -203,7 +203,7 @@ def run_to(
         )
     nodes = list(traced.graph.nodes)
     position = {n.name: i for i, n in enumerate(nodes)}
-    calls = [i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in wanted]
+    calls = {i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in wanted}
     stop = max(calls)
     key = (id(samples), samples.data_ptr(), samples.shape, batch_size)
     state = [_target_state(root, n) for n in nodes]
@@ -234,7 +234,12 @@ def run_to(
                     saved.append(_copied(env, mutated))
                 node = nodes[i]
                 if i in calls:
-                    on_input(str(node.target), first, env[node.args[0].name])  # type: ignore[union-attr]
+                    given = node.args[0]
+                    on_input(
+                        str(node.target),
+                        first,
+                        env[given.name] if isinstance(given, fx.Node) else given,
+                    )
                 if i == stop:
                     break
                 env[node.name] = _execute(root, node, env)

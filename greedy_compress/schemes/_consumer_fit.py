@@ -15,16 +15,35 @@ from greedy_compress.model.statistics import InputMoment
 __all__ = ["ConsumerFit"]
 
 
-def _least_squares(gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-    """Solve min ||D W - Y|| from D.T D and D.T Y, with a tiny ridge so that channels that
-    never fire (all-zero columns) give a well-posed system: by Cholesky (the ridged Gram
-    is positive definite), by LU where rounding makes the factorization fail."""
-    ridge = 1e-8 * gram.diagonal().mean().clamp_min(1e-12)
-    system = gram + ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+def _ridge(mean_square: torch.Tensor) -> torch.Tensor:
+    """The tiny ridge of every refit (relative to the Gram's mean diagonal), so that
+    channels that never fire (all-zero columns) give a well-posed system."""
+    return 1e-8 * mean_square.clamp_min(1e-12)
+
+
+def _solve(system: torch.Tensor, rhs: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """Solve ``(system + ridge I) X = rhs`` for a symmetric positive semi-definite
+    ``system``: by Cholesky, by LU where rounding makes the factorization fail."""
+    system = system + ridge * torch.eye(len(system), dtype=system.dtype, device=system.device)
     factor, info = torch.linalg.cholesky_ex(system)
     if int(info) == 0:
-        return torch.cholesky_solve(cross, factor)
-    return torch.linalg.solve(system, cross)
+        return torch.cholesky_solve(rhs, factor)
+    return torch.linalg.solve(system, rhs)
+
+
+def _least_squares(gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+    """Solve min ||D W - Y|| (ridged) from D.T D and D.T Y."""
+    return _solve(gram, cross, _ridge(gram.diagonal().mean()))
+
+
+def _least_squares_rows(design: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The same from D and Y: with fewer rows than columns (a Linear reading a flattened
+    feature map sees one row per sample) by the identity
+    ``(D.T D + r I)^-1 D.T = D.T (D D.T + r I)^-1``, a system as small as the rows."""
+    ridge = _ridge(design.pow(2).sum() / design.shape[1])
+    if design.shape[0] < design.shape[1]:
+        return design.T @ _solve(design @ design.T, targets, ridge)
+    return _solve(design.T @ design, design.T @ targets, ridge)
 
 
 class ConsumerFit:
@@ -119,12 +138,12 @@ class ConsumerFit:
             self.gram, self.cross = design.T @ design, design.T @ self._targets.double()
             self._design = self._targets = None
         if self.gram is not None and self.cross is not None:
-            gram, cross = self.gram[columns][:, columns], self.cross[columns]
+            solution = _least_squares(self.gram[columns][:, columns], self.cross[columns])
         else:
             assert self._design is not None and self._targets is not None
-            design = self._design[:, columns].double()
-            gram, cross = design.T @ design, design.T @ self._targets.double()
-        solution = _least_squares(gram, cross)
+            solution = _least_squares_rows(
+                self._design[:, columns].double(), self._targets.double()
+            )
         weight = weight_of(layer)
         with torch.no_grad():
             weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))
