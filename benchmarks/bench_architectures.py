@@ -27,6 +27,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
 import argparse
+import resource
 import statistics
 import time
 import warnings
@@ -194,13 +195,14 @@ def channel_pruning_at_scale(
     }
     with open("/proc/loadavg") as file:
         load = " ".join(file.read().split()[:3])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     row = results[True]
     print(
         f"\n{name} at {size}x{size}, channel pruning 0.5 on {row['layers']} layers "
         f"({row['refused']} refused), {row['samples']} samples: total {row['total']:.1f}s "
         f"(prepare {row['prepare']:.1f}s, select {row['select']:.1f}s, apply "
         f"{row['apply']:.1f}s); measured MACs {row['macs']:.3f} (predicted "
-        f"{row['predicted']:.3f}); load average {load}"
+        f"{row['predicted']:.3f}); peak RSS so far {peak:.1f} GiB; load average {load}"
     )
     if abs(row["macs"] - row["predicted"]) > 1e-9:
         print("PRICE MISMATCH")
