@@ -10,11 +10,14 @@ layers compressed / refused (with the first refusal's reason), the measured MAC 
 CPU latency ratio (medians, both models timed interleaved in this process) and the seconds
 the whole compression took (prepare, select, apply).
 
-Then ResNet-50's architecture (``resnet50()``, random weights) at ``--size`` (224 by
-default) is channel-pruned with reconstruction at 0.5 on every eligible layer, timed by
-phase: prepare (graph, sampling), selection, apply (least squares per layer).
+Then ResNet-50's architecture (``resnet50()``, random weights) and VGG-11-BN's at ``--size``
+(224 by default) are channel-pruned with reconstruction at 0.5 on every eligible layer at
+the scheme's default settings (``--samples`` to change the 128 samples), timed by phase:
+prepare (graph, sampling), selection, apply (the refits); ``--baseline`` also times the
+build with every layer's refit run from the model's input, interleaved.
 
-Run: python benchmarks/bench_architectures.py [--size 224] [--samples 64] [--skip-resnet]
+Run: python benchmarks/bench_architectures.py [--size 224] [--samples N] [--baseline]
+[--skip-resnet] [--skip-coverage]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
 import argparse
+import resource
 import statistics
 import time
 import warnings
@@ -107,38 +111,115 @@ def coverage() -> None:
             )
 
 
-def resnet_channel_pruning(size: int, samples: int) -> None:
+def vgg11_bn() -> nn.Module:
+    """VGG-11 with BatchNorm (torchvision's architecture, random weights), 1000 classes."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+        if width == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            assert isinstance(width, int)
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width)]
+            layers.append(nn.ReLU(inplace=True))
+            channels = width
+    return nn.Sequential(
+        nn.Sequential(*layers),
+        nn.AdaptiveAvgPool2d(7),
+        nn.Flatten(),
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, 1000),
+    )
+
+
+def _channel_pruning_build(
+    model: nn.Module, example: torch.Tensor, data: list, samples: int | None, resume: bool
+) -> dict:
+    """Channel pruning with reconstruction at 0.5 of every eligible layer, timed by phase;
+    ``resume=False`` runs each layer's refit from the model's input (the old way)."""
+    import greedy_compress.schemes.channel_pruning as channel_pruning
+
+    settings = {} if samples is None else {"num_reconstruction_samples": samples}
+    scheme = ChannelPruning(data=data, **settings)
+    runnable = channel_pruning.can_run_to
+    if not resume:
+        channel_pruning.can_run_to = lambda *_: False  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        profile = profile_model(model, example)
+        profile = scheme.prepare(model, example_input=example, profile=profile) or profile
+        prepared = time.perf_counter()
+        planned = [
+            n for n, i in profile.layers.items() if scheme.unsupported_reason(i, "mac") is None
+        ]
+        selection = manual_selection(
+            model, {n: 0.5 for n in planned}, scheme=scheme, example_input=example, ratio_of="rank"
+        )
+        selected = time.perf_counter()
+        small = apply_selection(model, selection, scheme=scheme, example_input=example)
+        done = time.perf_counter()
+    finally:
+        channel_pruning.can_run_to = runnable
+    return {
+        "layers": len(planned),
+        "refused": len(profile.layers) - len(planned),
+        "samples": scheme.num_reconstruction_samples,
+        "total": done - start,
+        "prepare": prepared - start,
+        "select": selected - prepared,
+        "apply": done - selected,
+        "macs": count_macs(small, example) / count_macs(model, example),
+        "predicted": selection.predicted_ratio,
+    }
+
+
+def channel_pruning_at_scale(
+    name: str, size: int, samples: int | None, baseline: bool = False
+) -> None:
+    """Time channel pruning with reconstruction of ``resnet50()`` or ``vgg11_bn()`` at
+    ``size`` (224 by default) with ``samples`` samples (the scheme's default, 128, when
+    None); with ``baseline`` also with every layer's run from the input, interleaved."""
     torch.manual_seed(0)
-    model = resnet50().eval()
+    model = (resnet50() if name == "ResNet-50" else vgg11_bn()).eval()
     example = torch.zeros(1, 3, size, size)
-    data = [(torch.randn(8, 3, size, size), None) for _ in range(max(1, samples // 8))]
-    scheme = ChannelPruning(data=data, num_reconstruction_samples=samples)
-    start = time.perf_counter()
-    profile = profile_model(model, example)
-    profile = scheme.prepare(model, example_input=example, profile=profile) or profile
-    prepared = time.perf_counter()
-    planned = [n for n, i in profile.layers.items() if scheme.unsupported_reason(i, "mac") is None]
-    selection = manual_selection(
-        model, {n: 0.5 for n in planned}, scheme=scheme, example_input=example, ratio_of="rank"
-    )
-    selected = time.perf_counter()
-    small = apply_selection(model, selection, scheme=scheme, example_input=example)
-    done = time.perf_counter()
-    ratio = count_macs(small, example) / count_macs(model, example)
+    count = samples or ChannelPruning().num_reconstruction_samples
+    data = [(torch.randn(8, 3, size, size), None) for _ in range(max(1, count // 8))]
+    runs = [True, False] if baseline else [True]
+    results = {
+        resume: _channel_pruning_build(model, example, data, samples, resume) for resume in runs
+    }
+    with open("/proc/loadavg") as file:
+        load = " ".join(file.read().split()[:3])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    row = results[True]
     print(
-        f"\nResNet-50 at {size}x{size}, channel pruning 0.5 on {len(planned)} layers "
-        f"({len(profile.layers) - len(planned)} refused), {samples} samples: "
-        f"total {done - start:.1f}s (prepare {prepared - start:.1f}s, select "
-        f"{selected - prepared:.1f}s, apply {done - selected:.1f}s); measured MACs {ratio:.3f} "
-        f"(predicted {selection.predicted_ratio:.3f})"
+        f"\n{name} at {size}x{size}, channel pruning 0.5 on {row['layers']} layers "
+        f"({row['refused']} refused), {row['samples']} samples: total {row['total']:.1f}s "
+        f"(prepare {row['prepare']:.1f}s, select {row['select']:.1f}s, apply "
+        f"{row['apply']:.1f}s); measured MACs {row['macs']:.3f} (predicted "
+        f"{row['predicted']:.3f}); peak RSS so far {peak:.1f} GiB; load average {load}"
     )
+    if abs(row["macs"] - row["predicted"]) > 1e-9:
+        print("PRICE MISMATCH")
+    if baseline:
+        old = results[False]
+        print(
+            f"  every layer run from the input: apply {old['apply']:.1f}s; resumed / from the "
+            f"input {row['apply'] / old['apply']:.2f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--samples", type=int, default=None, help="default: the scheme's")
+    parser.add_argument("--baseline", action="store_true", help="also run without resuming")
+    parser.add_argument("--skip-resnet", action="store_true", help="skip the timings at scale")
     parser.add_argument("--skip-coverage", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
@@ -147,7 +228,8 @@ def main() -> None:
         coverage()
     torch.set_num_threads(2)
     if not args.skip_resnet:
-        resnet_channel_pruning(args.size, args.samples)
+        for name in ("ResNet-50", "VGG-11-BN"):
+            channel_pruning_at_scale(name, args.size, args.samples, args.baseline)
 
 
 if __name__ == "__main__":

@@ -392,6 +392,6 @@ def build_graph(model: nn.Module, example_input: torch.Tensor) -> DependencyGrap
     if builder.sites:
         builder.capture_calls(example_input)
     graph = builder.finish()
-    graph.view = view
+    graph.view, graph.traced = view, gm
     graph.stand_ins = attention_paths(model, view)
     return graph

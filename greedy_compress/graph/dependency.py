@@ -165,6 +165,7 @@ class DependencyGraph:
     sites: list[Any] = field(default_factory=list)
     attention: list[Any] = field(default_factory=list)
     view: Any = field(default=None, repr=False, compare=False)
+    traced: Any = field(default=None, repr=False, compare=False)
     site_calls: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     stand_ins: list[str] = field(default_factory=list)
     stacked: list[tuple[int, ...]] = field(default_factory=list)

@@ -175,6 +175,11 @@ class Scheme(ABC):
         """
         return profile
 
+    def end_build(self) -> None:  # noqa: B027 - a hook: by default nothing is kept
+        """Called once a model is built (:func:`~greedy_compress.schemes.build.build_compressed`,
+        after its last layer): drop what was kept from one layer to the next. Nothing by
+        default."""
+
     def settings(self) -> dict[str, Any]:
         """Constructor settings the scores depend on, recorded in the dictionary's
         fingerprint (JSON-able; empty by default, as for the SVD schemes)."""

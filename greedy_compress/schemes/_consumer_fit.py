@@ -15,13 +15,35 @@ from greedy_compress.model.statistics import InputMoment
 __all__ = ["ConsumerFit"]
 
 
-def _least_squares(gram: torch.Tensor, cross: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """Solve min ||D[:, columns] W - Y|| from D.T D and D.T Y, with a tiny ridge so that
+def _ridge(mean_square: torch.Tensor) -> torch.Tensor:
+    """The tiny ridge of every refit (relative to the Gram's mean diagonal), so that
     channels that never fire (all-zero columns) give a well-posed system."""
-    block = gram[columns][:, columns]
-    ridge = 1e-8 * block.diagonal().mean().clamp_min(1e-12)
-    eye = torch.eye(len(columns), dtype=block.dtype, device=block.device)
-    return torch.linalg.solve(block + ridge * eye, cross[columns])
+    return 1e-8 * mean_square.clamp_min(1e-12)
+
+
+def _solve(system: torch.Tensor, rhs: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """Solve ``(system + ridge I) X = rhs`` for a symmetric positive semi-definite
+    ``system``: by Cholesky, by LU where rounding makes the factorization fail."""
+    system = system + ridge * torch.eye(len(system), dtype=system.dtype, device=system.device)
+    factor, info = torch.linalg.cholesky_ex(system)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs, factor)
+    return torch.linalg.solve(system, rhs)
+
+
+def _least_squares(gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+    """Solve min ||D W - Y|| (ridged) from D.T D and D.T Y."""
+    return _solve(gram, cross, _ridge(gram.diagonal().mean()))
+
+
+def _least_squares_rows(design: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The same from D and Y: with fewer rows than columns (a Linear reading a flattened
+    feature map sees one row per sample) by the identity
+    ``(D.T D + r I)^-1 D.T = D.T (D D.T + r I)^-1``, a system as small as the rows."""
+    ridge = _ridge(design.pow(2).sum() / design.shape[1])
+    if design.shape[0] < design.shape[1]:
+        return design.T @ _solve(design @ design.T, targets, ridge)
+    return _solve(design.T @ design, design.T @ targets, ridge)
 
 
 class ConsumerFit:
@@ -51,10 +73,14 @@ class ConsumerFit:
             torch.einsum("rck,rcl->ckl", rows, rows) * torch.einsum("ock,ocl->ckl", taps_w, taps_w)
         ).sum(dim=(1, 2))
         self.energy = energy / energy.sum().clamp_min(1e-30)  # each reader counts equally
-        # Normal equations once per layer; every kept-channel subset is a sub-block of them.
-        design = design.double()
-        self.gram = design.T @ design
-        self.cross = design.T @ targets.double()
+        # The normal equations of the first refit use only its columns (a quarter of the
+        # work at half the channels kept); a second refit computes them for every column
+        # once, every kept-channel subset being a sub-block of those.
+        self._design: torch.Tensor | None = design
+        self._targets: torch.Tensor | None = targets
+        self._refits = 0
+        self.gram: torch.Tensor | None = None
+        self.cross: torch.Tensor | None = None
 
     def _place(self, layout: Layout, group: int, width: int) -> None:
         """The group's columns (per channel) and every other column of a ``width``-column
@@ -98,12 +124,26 @@ class ConsumerFit:
         if outputs is not None:
             target = target[torch.tensor(outputs)]
         fit.gram, fit.cross = gram, gram @ target.T
+        fit._design = fit._targets = None
+        fit._refits = 0
         return fit
 
     def refit(self, layer: nn.Module, keep: list[int]) -> None:
         kept = self.columns[torch.tensor(keep, dtype=torch.long)].flatten().tolist()
         columns = torch.tensor(sorted(self.others + kept))
-        solution = _least_squares(self.gram, self.cross, columns)
+        self._refits += 1
+        if self.gram is None and self._refits > 1:
+            assert self._design is not None and self._targets is not None
+            design = self._design.double()
+            self.gram, self.cross = design.T @ design, design.T @ self._targets.double()
+            self._design = self._targets = None
+        if self.gram is not None and self.cross is not None:
+            solution = _least_squares(self.gram[columns][:, columns], self.cross[columns])
+        else:
+            assert self._design is not None and self._targets is not None
+            solution = _least_squares_rows(
+                self._design[:, columns].double(), self._targets.double()
+            )
         weight = weight_of(layer)
         with torch.no_grad():
             weight.copy_(solution.T.reshape(weight.shape).to(weight.dtype))

@@ -64,16 +64,20 @@ def build_compressed(
         for scheme in {id(s): s for s, _ in layers.values()}.values():
             scheme.prepare(model, example_input=example_input, details=details)
     compressed = copy.deepcopy(model)
-    for name, (scheme, rank) in layers.items():
-        factorization = scheme.factorize_in(compressed, name)
-        if isinstance(rank, tuple):  # explicit ranks: decompositions, nothing to replay
-            replace_modules(compressed, {name: factorization.build_ranks(rank)})
-            replay = None
-        else:
-            replace_modules(compressed, factorization.replacements(name, rank))
-            replay = factorization.replay(rank)
-        if record is not None and replay is not None:
-            record[name] = replay
-        if after_layer is not None:
-            after_layer(compressed, name)
+    try:
+        for name, (scheme, rank) in layers.items():
+            factorization = scheme.factorize_in(compressed, name)
+            if isinstance(rank, tuple):  # explicit ranks: decompositions, nothing to replay
+                replace_modules(compressed, {name: factorization.build_ranks(rank)})
+                replay = None
+            else:
+                replace_modules(compressed, factorization.replacements(name, rank))
+                replay = factorization.replay(rank)
+            if record is not None and replay is not None:
+                record[name] = replay
+            if after_layer is not None:
+                after_layer(compressed, name)
+    finally:
+        for scheme in {id(s): s for s, _ in layers.values()}.values():
+            scheme.end_build()
     return compressed

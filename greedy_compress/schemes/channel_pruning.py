@@ -15,14 +15,11 @@ every position of every sample (no ``max_rows`` cap) and no model run per layer.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from greedy_compress._util.constraints import check_positive_int
 from greedy_compress.errors import GreedyCompressError
@@ -35,129 +32,26 @@ from greedy_compress.graph import (
     keeps_replacements,
 )
 from greedy_compress.model.hashing import tensor_hash
-from greedy_compress.model.modes import eval_mode
 from greedy_compress.model.modules import weight_of
+from greedy_compress.model.resume import Cut, can_run_to, run_to
 from greedy_compress.model.sampling import take_samples
 from greedy_compress.model.statistics import Calibration, InputMoment
 from greedy_compress.model.swap import Replacement
 from greedy_compress.schemes._base import Factorization
 from greedy_compress.schemes._consumer_fit import ConsumerFit
 from greedy_compress.schemes._pruning import GroupPruning, PruningFactorization
+from greedy_compress.schemes._rows import (
+    _chosen_rows,
+    _design_rows,
+    _positions,
+    _target_rows,
+    _targets,  # noqa: F401 - importable from here, as before
+    design_matrix,
+    design_rows,
+    sampled_rows,
+)
 
-__all__ = ["ChannelPruning", "design_matrix", "sampled_rows"]
-
-
-def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> torch.Tensor:
-    """Rows of what ``layer`` multiplies by its weight: ``[positions, in_channels * k]``.
-
-    Columns are channel-major (all of channel 0's kernel taps, then channel 1's, ...), like
-    ``layer.weight.reshape(out, -1)``; ``layer(x) = design @ W.T + bias`` row by row.
-
-    Example:
-        >>> conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
-        >>> x = torch.randn(1, 2, 4, 4)
-        >>> d = design_matrix(conv, x)
-        >>> torch.allclose(d @ conv.weight.reshape(3, -1).T,
-        ...                conv(x).permute(0, 2, 3, 1).reshape(-1, 3), atol=1e-5)
-        True
-    """
-    if isinstance(layer, nn.Linear):
-        return inputs.reshape(-1, inputs.shape[-1])
-    assert isinstance(layer, (nn.Conv1d, nn.Conv2d))
-    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
-    if isinstance(layer, nn.Conv1d):
-        padded = padded.unsqueeze(2)
-        kernel, stride, dilation = (1, *layer.kernel_size), (1, *layer.stride), (1, *layer.dilation)
-    else:
-        kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    columns = functional.unfold(padded, kernel, dilation=dilation, stride=stride)
-    return columns.transpose(1, 2).reshape(-1, columns.shape[1])
-
-
-def _targets(layer: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
-    """The layer's outputs as rows matching :func:`design_matrix`, without the bias."""
-    if outputs.dim() > 2 and not isinstance(layer, nn.Linear):
-        outputs = outputs.movedim(1, -1)
-    rows = outputs.reshape(-1, outputs.shape[-1])
-    bias = getattr(layer, "bias", None)
-    return rows - bias.detach() if bias is not None else rows
-
-
-class _Enough(Exception):
-    """Raised by a hook once every wanted layer has run on a batch: the rest is not needed."""
-
-
-@functools.lru_cache(maxsize=64)
-def _chosen_rows(total: int, limit: int) -> torch.Tensor | None:
-    """The rows kept of ``total`` (sorted; None keeps all): ``limit`` drawn at random."""
-    if total <= limit:
-        return None
-    generator = torch.Generator().manual_seed(0)
-    return torch.randperm(total, generator=generator)[:limit].sort().values
-
-
-RowsOf = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def sampled_rows(
-    model: nn.Module,
-    rows_of: Mapping[str, RowsOf],
-    samples: torch.Tensor,
-    max_rows: int,
-    *,
-    batch_size: int = 16,
-) -> dict[str, torch.Tensor]:
-    """Run ``model`` on ``samples``; for each named layer keep at most ``max_rows`` rows of
-    ``rows_of[name](layer, input, output)`` (rows ordered by sample: the same rows of
-    every layer with as many rows per sample). Each batch stops once every named layer ran.
-
-    Example:
-        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
-        >>> rows = sampled_rows(net, {"0": lambda m, x, y: y}, torch.randn(40, 2), 8)
-        >>> tuple(rows["0"].shape)
-        (8, 3)
-    """
-    kept: dict[str, list[torch.Tensor]] = {name: [] for name in rows_of}
-    left: set[str] = set()
-    start = 0
-
-    def make_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            rows = rows_of[name](module, args[0].detach(), output.detach())
-            per = rows.shape[0] // args[0].shape[0]  # rows per sample
-            chosen = _chosen_rows(per * samples.shape[0], max_rows)
-            if chosen is not None:
-                low = start * per
-                inside = chosen[(chosen >= low) & (chosen < low + rows.shape[0])]
-                rows = rows[(inside - low).to(rows.device)]
-            kept[name].append(rows)
-            left.discard(name)
-            if not left:
-                raise _Enough
-
-        return hook
-
-    handles = [model.get_submodule(n).register_forward_hook(make_hook(n)) for n in rows_of]
-    device = next((p.device for p in model.parameters()), samples.device)
-    try:
-        with eval_mode(model), torch.no_grad():
-            for start in range(0, samples.shape[0], batch_size):
-                left.update(rows_of)
-                with contextlib.suppress(_Enough):
-                    model(samples[start : start + batch_size].to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: torch.cat(found) for name, found in kept.items()}
-
-
-def _design_rows(layer: nn.Module, inputs: torch.Tensor, _outputs: torch.Tensor) -> torch.Tensor:
-    return design_matrix(layer, inputs)
-
-
-def _target_rows(layer: nn.Module, _inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    return _targets(layer, outputs)
+__all__ = ["ChannelPruning", "design_matrix", "design_rows", "sampled_rows"]
 
 
 class _ChannelPruningFactorization(PruningFactorization):
@@ -236,6 +130,8 @@ class ChannelPruning(GroupPruning):
         self._calibration: Calibration | None = None
         self._targets_for: tuple[int, int] | None = None
         self._target_cache: dict[str, torch.Tensor] = {}
+        self._cut: Cut | None = None
+        self._channels_last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def uses_data(self) -> bool:
@@ -315,11 +211,73 @@ class ChannelPruning(GroupPruning):
                 sampled_rows(
                     self._graph.view,
                     dict.fromkeys(sorted(wanted), _target_rows),
-                    self._samples,
+                    self._run_samples(self._graph),
                     self.max_rows,
                 )
             )
         return {r: self._target_cache[r] for r in readers}
+
+    def _run_samples(self, graph: DependencyGraph) -> torch.Tensor:
+        """The samples as the model runs fastest: image batches channels-last (convs run
+        faster that way on CPUs; the values are the same but for rounding), unless the
+        model's trace reshapes with ``view``, which that memory layout can break."""
+        assert self._samples is not None
+        samples = self._samples
+        views = graph.traced is None or any(
+            n.op == "call_method" and n.target in ("view", "as_strided")
+            for n in graph.traced.graph.nodes
+        )
+        if samples.dim() != 4 or views:
+            return samples
+        if self._channels_last is None or self._channels_last[0] is not samples:
+            self._channels_last = (samples, samples.contiguous(memory_format=torch.channels_last))
+        return self._channels_last[1]
+
+    def _designs(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup, readers: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """The readers' sampled design rows in ``model`` as it is now.
+
+        A model being built (a copy of the prepared one, pruned layer by layer) is run from
+        where the previous layer's run cut (:func:`~greedy_compress.model.resume.run_to`),
+        so its prefix runs about once in all; the cut is kept until :meth:`end_build`. Each
+        reader's rows are gathered at the drawn positions only.
+        """
+        assert self._samples is not None
+        samples, view = self._run_samples(graph), graph.view
+        if graph.traced is None or not can_run_to(graph.traced, readers):
+            return sampled_rows(view, dict.fromkeys(readers, _design_rows), samples, self.max_rows)
+        kept: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
+
+        def on_input(reader: str, first: int, inputs: torch.Tensor) -> None:
+            layer = view.get_submodule(reader)
+            per = _positions(layer, inputs)
+            count = per * inputs.shape[0]
+            chosen = _chosen_rows(per * samples.shape[0], self.max_rows)
+            if chosen is None:
+                rows = torch.arange(count)
+            else:
+                low = first * per
+                rows = chosen[(chosen >= low) & (chosen < low + count)] - low
+            kept[reader].append(design_rows(layer, inputs.detach(), rows.to(inputs.device)))
+
+        building = model is not self._model
+        changes = [*group.members, *(m for g in group.parted for m in graph.groups[g].members)]
+        cut, self._cut = self._cut, None
+        self._cut = run_to(
+            graph.traced,
+            view,
+            samples,
+            readers,
+            on_input,
+            changes=changes if building else None,
+            cut=cut if building else None,
+        )
+        return {reader: torch.cat(found) for reader, found in kept.items()}
+
+    def end_build(self) -> None:
+        """Drop the values kept between the layers of a build."""
+        self._cut = None
 
     def factorize_in(self, model: nn.Module, name: str) -> Factorization:
         if self._structure_only:  # shapes only: the weights are loaded afterwards
@@ -352,9 +310,7 @@ class ChannelPruning(GroupPruning):
             return _ChannelPruningFactorization(
                 scheme=self, model=model, graph=graph, group=group, name=name, fits=fits
             )
-        designs = sampled_rows(
-            view, dict.fromkeys(readers, _design_rows), self._samples, self.max_rows
-        )
+        designs = self._designs(model, graph, group, readers)
         targets = self._reference_targets(readers)
         fits = {}
         for reader in readers:  # each layer reading the channels is refit to its old output
