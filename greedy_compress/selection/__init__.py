@@ -34,6 +34,7 @@ from greedy_compress.selection.manual import (
 from greedy_compress.selection.max_drop import MaxDrop, check_max_drop
 from greedy_compress.selection.options import LayerOption, fit_options, layer_options, non_monotone
 from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
+from greedy_compress.selection.refine import Refinement, refine_two_level, with_measured
 from greedy_compress.selection.repair import RepairResult, RepairStep, repair_selection
 from greedy_compress.selection.selection import (
     LayerChoice,
@@ -61,6 +62,7 @@ __all__ = [
     "LayerChoice",
     "LayerOption",
     "MaxDrop",
+    "Refinement",
     "RepairResult",
     "RepairStep",
     "Selection",
@@ -87,7 +89,9 @@ __all__ = [
     "reachable_ratio",
     "recommend_slamp",
     "recommend_vbmf",
+    "refine_two_level",
     "register_solver",
     "repair_selection",
     "selection_ratio",
+    "with_measured",
 ]
