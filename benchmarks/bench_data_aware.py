@@ -21,7 +21,8 @@ users have):
    local moves, at most 8 end-to-end evaluations), with what each cost in evaluations.
 
 Run: python benchmarks/bench_data_aware.py [--quick] [--repeats N] [--models ...]
-(quick: one model, one scheme, two rounds; prints ``/proc/loadavg`` before and after)
+(quick: one model, one scheme, two rounds; prints ``/proc/loadavg`` before and after;
+``--calibration``: samples of the calibration pass, 32 by default)
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def main() -> None:
     parser.add_argument("--schemes", nargs="+", choices=list(SCHEMES), default=None)
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--candidates", type=int, default=10)
-    parser.add_argument("--probes", type=int, default=2)
-    parser.add_argument("--calibration", type=int, default=128, help="calibration samples")
+    parser.add_argument("--probes", type=int, default=1)
+    parser.add_argument("--calibration", type=int, default=32, help="calibration samples")
     args = parser.parse_args()
     models = args.models or (["digits_cnn"] if args.quick else list(CORRUPTED_MODELS))
     schemes = args.schemes or (["spatial_svd"] if args.quick else list(SCHEMES))

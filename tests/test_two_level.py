@@ -206,3 +206,11 @@ def test_a_refinement_out_of_budget_is_flagged_not_trusted(built):
         )
     assert not check.trusted and check.to_dict()["trusted"] is False
     assert "NOT converged" in check.to_text()
+
+
+def test_refining_with_the_plain_scheme_is_refused_before_any_evaluation(built):
+    model, data, _, _, _, two, _ = built
+    evaluator = Counting(data)
+    with pytest.raises(InvalidParameterError, match="the data-aware scheme the dictionary"):
+        refine_two_level(model, evaluator, two, target=0.3)
+    assert evaluator.calls == 0

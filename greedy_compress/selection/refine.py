@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._util.constraints import check_open_unit, check_positive_int
+from greedy_compress._util.constraints import bad_parameter, check_open_unit, check_positive_int
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary import EvalScores, Evaluator
 from greedy_compress.dictionary.scoring import LayerScorer
@@ -138,6 +138,10 @@ def refine_two_level(
     Returns:
         The dictionary with the new measurements, and a :class:`Refinement`.
 
+    Raises:
+        InvalidParameterError: a plain ``scheme`` for a data-aware dictionary or the other
+            way round (the measured scores would not be the dictionary's).
+
     Example:
         >>> from greedy_compress.dictionary import build_two_level_scores
         >>> two = build_two_level_scores(model, evaluator, data=train_loader,
@@ -150,6 +154,15 @@ def refine_two_level(
     max_measurements = check_positive_int(max_measurements, "max_measurements", _OWNER)
     solver = get_solver(solver, _OWNER)
     layer_scheme = get_scheme(scores.fingerprint["scheme"] if scheme is None else scheme, _OWNER)
+    scored_aware = bool(scores.fingerprint.get("scheme_settings", {}).get("data_aware", False))
+    if bool(layer_scheme.settings().get("data_aware", False)) != scored_aware:
+        # measured with another scheme, the new scores would not be the dictionary's
+        raise bad_parameter(
+            "scheme",
+            _OWNER,
+            f"the {'data-aware' if scored_aware else 'plain'} scheme the dictionary was built with",
+            scheme,
+        )
     if example_input is None:
         example_input = scores.example_input(like=model)
     scorer = LayerScorer(model, evaluator, example_input, fast=True, workers=1)
