@@ -165,6 +165,7 @@ def refine_two_level(
         )
     if example_input is None:
         example_input = scores.example_input(like=model)
+    layer_scheme.prepare(model, example_input=example_input)  # a data-aware one: its moments
     scorer = LayerScorer(model, evaluator, example_input, fast=True, workers=1)
     measured: list[tuple[str, int]] = []
     rounds = 0
