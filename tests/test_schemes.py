@@ -180,6 +180,7 @@ MODEL_FIXTURES = {
         indices={"conv1": [0, 3], "conv2": [1], "pointwise": [5, 6, 7]}
     ),
     "quantize": lambda: Quantize(activation_bits=8, data=_DATA, num_samples=8),
+    "sparsity": lambda: get_scheme("sparsity"),
 }
 
 
@@ -198,7 +199,8 @@ def test_in_model_cost_is_exact_and_full_rank_reproduces_the_model(scheme_name, 
     example = _CONTEXT_INPUTS[:2]
     profile = profile_model(tiny_net, example)
     profile = scheme.prepare(tiny_net, example_input=example, profile=profile) or profile
-    metric = "memory" if scheme_name == "quantize" else "mac"  # quantization keeps the MACs
+    # quantization and unstructured sparsity keep the MACs
+    metric = "memory" if scheme_name in ("quantize", "sparsity") else "mac"
     planned = {n: i for n, i in profile.layers.items() if not scheme.unsupported_reason(i, metric)}
     assert planned
     with torch.no_grad():

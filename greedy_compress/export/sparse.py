@@ -1,13 +1,17 @@
-"""Sparse weight files: every masked weight stored as compressed sparse rows (CSR).
+"""Sparse weight files: every masked weight stored as compressed sparse rows (CSR), or dense
+where that is smaller.
 
 Storage format (``SPARSE_FORMAT``, version 1), a weights-only ``torch.save`` file of plain
 tensors: a masked weight of shape ``(out, ...)`` is viewed as a matrix ``(out, rest)`` and
-stored as ``<name>.values`` (its nonzeros, in the weight's dtype, row by row),
+stored as ``<name>.values`` (the entries its mask keeps, in the weight's dtype, row by row),
 ``<name>.col_indices`` (int16 where ``rest`` <= 32767, else int32), ``<name>.crow_indices``
 (int32, ``out + 1`` row starts) and ``<name>.shape`` (int64); every other tensor of the
-state dict is stored as it is. Bytes of a masked float32 weight: ``nnz x (4 + 2)`` (int16
-columns) ``+ 4 x (out + 1)``, against ``4 x numel`` dense, so the file shrinks once more than
-a third of the weights are zero (two thirds with int32 columns).
+state dict is stored as it is. Bytes of a masked float32 weight: ``kept x (4 + 2)`` (int16
+columns) ``+ 4 x (out + 1) + 8 x dims``, against ``4 x numel`` dense; when CSR is not
+smaller the weight is stored dense under its own name (masked entries zero), so the file
+never grows a weight. :mod:`greedy_compress.model.sparse_storage` holds the formula, which
+:func:`~greedy_compress.model.cost.measure_cost` and the ``sparsity`` scheme price memory
+with.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 from greedy_compress._util.io import atomic_write_bytes
 from greedy_compress.errors import ExportError
 from greedy_compress.model.mask import bake_parametrizations, model_masks
+from greedy_compress.model.sparse_storage import INT16_COLUMNS, csr_bytes, stores_sparse
 
 __all__ = [
     "SPARSE_FORMAT",
@@ -36,32 +41,17 @@ __all__ = [
 
 SPARSE_FORMAT = "greedy-compress/sparse-csr"
 _SUFFIXES = (".values", ".col_indices", ".crow_indices", ".shape")
-_INT16_COLUMNS = 32767
 
 
-def csr_bytes(shape: tuple[int, ...], nonzeros: int, value_bytes: int = 4) -> int:
-    """Bytes one weight of ``shape`` with ``nonzeros`` nonzeros takes in this format
-    (values, column indices and row starts; the 8-byte-per-dimension shape aside).
-
-    Example:
-        >>> csr_bytes((64, 32, 3, 3), 3686), 64 * 32 * 9 * 4
-        (22376, 73728)
-    """
-    rows = shape[0] if shape else 1
-    rest = 1
-    for size in shape[1:]:
-        rest *= size
-    index_bytes = 2 if rest <= _INT16_COLUMNS else 4
-    return nonzeros * (value_bytes + index_bytes) + 4 * (rows + 1)
-
-
-def _to_csr(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+def _to_csr(weight: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """CSR of the entries ``mask`` keeps (kept entries that happen to be zero included, so
+    the stored size depends on the mask alone)."""
     matrix = weight.detach().reshape(weight.shape[0], -1) if weight.dim() else weight.reshape(1, 1)
-    rows, cols = matrix.nonzero(as_tuple=True)
+    rows, cols = mask.reshape(matrix.shape).nonzero(as_tuple=True)
     counts = torch.bincount(rows, minlength=matrix.shape[0])
     crow = torch.zeros(matrix.shape[0] + 1, dtype=torch.int32)
     crow[1:] = torch.cumsum(counts, 0).to(torch.int32)
-    index = torch.int16 if matrix.shape[1] <= _INT16_COLUMNS else torch.int32
+    index = torch.int16 if matrix.shape[1] <= INT16_COLUMNS else torch.int32
     return {
         ".values": matrix[rows, cols].clone(),
         ".col_indices": cols.to(index),
@@ -71,8 +61,9 @@ def _to_csr(weight: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def sparse_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``model``'s state dict with its masked weights (the masks applied) in CSR form and
-    no masks (nothing of the file needs greedy-compress to be read).
+    """``model``'s state dict with its masked weights (the masks applied) in CSR form (dense
+    where CSR is not smaller) and no masks (nothing of the file needs greedy-compress to be
+    read).
 
     Example:
         >>> import copy
@@ -83,14 +74,16 @@ def sparse_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> state["features.3.weight.values"].numel(), net.features[3].weight.numel()
         (1843, 18432)
     """
-    masked = set(model_masks(model))
+    masks = model_masks(model)
     baked = copy.deepcopy(model)
     for module in list(baked.modules()):
         bake_parametrizations(module)
     state: dict[str, torch.Tensor] = {}
     for key, value in baked.state_dict().items():
-        if key in masked:
-            state.update({key + suffix: t for suffix, t in _to_csr(value).items()})
+        mask = masks.get(key)
+        kept = 0 if mask is None else int(mask.count_nonzero())
+        if mask is not None and stores_sparse(tuple(value.shape), kept, value.element_size()):
+            state.update({key + suffix: t for suffix, t in _to_csr(value, mask).items()})
         else:
             state[key] = value.detach().clone()
     return state

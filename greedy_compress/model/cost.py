@@ -13,6 +13,8 @@ float32 model's memory is its real parameter bytes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +27,9 @@ from greedy_compress._util.constraints import check_choice
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.attention_flops import ATTENTION_FLOPS
 from greedy_compress.model.bits import FLOAT_BITS, LowBitLayer
+from greedy_compress.model.mask import masked_originals
 from greedy_compress.model.modes import eval_mode
+from greedy_compress.model.sparse_storage import stored_weight_bytes, stores_sparse
 
 __all__ = [
     "ANALYTIC_METRICS",
@@ -189,6 +193,21 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     return _measure_macs(module, inputs)[0]
 
 
+@contextmanager
+def _frozen_masked(module: nn.Module) -> Iterator[None]:
+    """Masked parameters with ``requires_grad`` off for a while: the flop counter hooks the
+    gradient of every module input that requires it, and a parametrization's input (the
+    stored parameter) has no gradient graph under inference mode."""
+    frozen = [p for p, _ in masked_originals(module) if p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
+
+
 def _measure_macs(
     module: nn.Module, inputs: tuple[torch.Tensor, ...]
 ) -> tuple[int, dict[int, int]]:
@@ -197,6 +216,7 @@ def _measure_macs(
     own: dict[int, int] = {}
     with (
         eval_mode(module),
+        _frozen_masked(module),
         torch.inference_mode(),
         FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS) as counter,
     ):
@@ -227,8 +247,11 @@ def _stored_weight(layer: nn.Module) -> nn.Parameter:
 
 def measure_cost(module: nn.Module, *inputs: torch.Tensor) -> Cost:
     """Measure a module's MACs on ``inputs``, count its (distinct) parameters, their storage
-    bits (a dtype's width; a low-bit layer's weight at its declared bits) and the bit
-    operations (a low-bit layer's MACs at its weight x activation bits, others at 32 x 32).
+    bits (a dtype's width; a low-bit layer's weight at its declared bits; a masked weight as
+    the sparse export stores it, :mod:`greedy_compress.model.sparse_storage`: its kept
+    entries and their indices, or dense when that is smaller) and the bit operations (a
+    low-bit layer's MACs at its weight x activation bits, others at 32 x 32). A mask keeps
+    every MAC: dense kernels multiply the zeros too.
 
     Example:
         >>> measure_cost(nn.Linear(4, 3), torch.zeros(1, 4))
@@ -237,10 +260,19 @@ def measure_cost(module: nn.Module, *inputs: torch.Tensor) -> Cost:
     params = list(module.parameters())
     low_bit = [m for m in module.modules() if isinstance(m, LowBitLayer)]
     weight_bits = {id(_stored_weight(layer.layer)): layer.weight_bits for layer in low_bit}
-    bits = sum(p.numel() * weight_bits.get(id(p), p.element_size() * 8) for p in params)
+    stored = {
+        id(p): (p.numel(), p.numel() * weight_bits.get(id(p), p.element_size() * 8)) for p in params
+    }
+    for param, mask in masked_originals(module):
+        if id(param) in weight_bits:  # a low-bit weight is priced at its bits, masked or not
+            continue
+        shape, kept, width = tuple(param.shape), int(mask.count_nonzero()), param.element_size()
+        count = kept if stores_sparse(shape, kept, width) else param.numel()
+        stored[id(param)] = (count, 8 * stored_weight_bytes(shape, kept, width))
     macs, own = _measure_macs(module, inputs)
     bops = _FLOAT_BOPS * macs
     for layer in low_bit:
         layer_macs = own.get(id(layer), 0)
         bops += layer_macs * (layer.weight_bits * layer.activation_bits - _FLOAT_BOPS)
-    return Cost(macs, sum(p.numel() for p in params), bits, bops)
+    counts, bits = sum(c for c, _ in stored.values()), sum(b for _, b in stored.values())
+    return Cost(macs, counts, bits, bops)

@@ -12,7 +12,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["WeightMask", "bake_parametrizations", "model_masks", "set_mask"]
+__all__ = [
+    "WeightMask",
+    "bake_parametrizations",
+    "masked_originals",
+    "model_masks",
+    "set_mask",
+]
 
 
 class WeightMask(nn.Module):
@@ -68,6 +74,25 @@ def model_masks(model: nn.Module) -> dict[str, torch.Tensor]:
                 key = f"{module_name}.{name}" if module_name else name
                 masks[key] = mask.mask.detach().clone()
     return masks
+
+
+def masked_originals(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """``(stored parameter, mask)`` of every masked parameter of ``model``: the parameter
+    training updates (``original``), which the mask multiplies.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> set_mask(net[0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        >>> [(tuple(p.shape), int(m.count_nonzero())) for p, m in masked_originals(net)]
+        [((2, 2), 1)]
+    """
+    found = []
+    for module in model.modules():
+        for name in list(getattr(module, "parametrizations", None) or {}):
+            mask = _mask_of(module, name)
+            if mask is not None:
+                found.append((module.parametrizations[name].original, mask.mask))  # type: ignore[index,union-attr]
+    return found
 
 
 def bake_parametrizations(module: nn.Module) -> None:

@@ -20,6 +20,7 @@ from greedy_compress.schemes.filter_pruning import (
 from greedy_compress.schemes.head_pruning import HeadPruning
 from greedy_compress.schemes.quantize import CompressThenQuantize, Quantize, composite_parts
 from greedy_compress.schemes.snp import SNP
+from greedy_compress.schemes.sparsity import UnstructuredSparsity
 from greedy_compress.schemes.spatial_svd import SpatialSVD, spatial_svd
 from greedy_compress.schemes.tucker import Tucker2, tucker2
 from greedy_compress.schemes.weight_svd import WeightSVD, weight_svd
@@ -39,6 +40,7 @@ __all__ = [
     "Scheme",
     "SpatialSVD",
     "Tucker2",
+    "UnstructuredSparsity",
     "WeightSVD",
     "available_schemes",
     "build_compressed",
@@ -65,6 +67,7 @@ _SCHEMES.register(IndexPruning)
 _SCHEMES.register(HeadPruning)
 _SCHEMES.register(SNP)
 _SCHEMES.register(Quantize)
+_SCHEMES.register(UnstructuredSparsity)
 
 register_scheme = _SCHEMES.register
 available_schemes = _SCHEMES.names

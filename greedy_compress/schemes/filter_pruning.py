@@ -5,6 +5,11 @@ The criterion ranks the channels (``l2`` weight norm, ``gm`` geometric-median re
 from every layer producing them (residual adds tie several), the BatchNorms and depthwise
 convs they pass through, and the inputs of every layer reading them. ``IndexPruning``
 removes channels the user names.
+
+NetsPresso's pruning options say how a criterion's importances become one score per channel
+(:mod:`greedy_compress.schemes.criteria.options`): ``policy`` combines the layers a residual
+add ties, ``group_policy`` scores a group split into equal parts (a grouped conv), and
+``layer_norm`` makes the scores of different layers comparable for one global threshold.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from greedy_compress._util.constraints import bad_parameter, check_positive_int
+from greedy_compress._util.constraints import bad_parameter, check, check_positive_int
 from greedy_compress.graph import ChannelGroup, DependencyGraph
 from greedy_compress.model.hashing import callable_identity, tensor_hash
 from greedy_compress.model.modules import weight_of
 from greedy_compress.model.sampling import capture, take_samples
 from greedy_compress.schemes._pruning import GroupPruning
 from greedy_compress.schemes.criteria import ChannelEvidence, Criterion, get_criterion
+from greedy_compress.schemes.criteria.options import (
+    GROUP_POLICIES,
+    LAYER_NORMS,
+    POLICIES,
+    combine,
+    normalize,
+    part_scores,
+)
 
 __all__ = ["FilterPruning", "IndexPruning", "filter_pruning_scheme"]
 
@@ -34,6 +47,22 @@ class FilterPruning(GroupPruning):
             callable ``ChannelEvidence -> importance per channel``.
         data: input batches (e.g. a DataLoader), needed by data criteria (``"nuclear"``).
         num_samples: how many inputs of ``data`` the criterion sees.
+        policy: how the importances of the layers whose channels a residual add ties are
+            combined: ``"average"`` (default) or ``"sum"`` of each layer's, or
+            ``"backward"``: the criterion on the following layers' weights that read the
+            channels (their input columns), averaged over those layers.
+        layer_norm: how a layer's scores are rescaled so that one threshold compares layers
+            (``"none"``, ``"standard_score"``, ``"tss_norm"`` (default),
+            ``"linear_scaling"``, ``"softmax_norm"``): it never changes which channels one
+            layer keeps, only :func:`~greedy_compress.selection.recommend_global_threshold`'s
+            ranking across layers.
+        group_policy: a group split into equal parts (a grouped conv's groups) keeps the
+            same number of channels in each: ``"count"`` (default) ranks each part's
+            channels on their own; ``"average"`` / ``"sum"`` score position ``j`` of every
+            part together, so the same positions go from each part.
+
+    The defaults are NetsPresso's. All three are recorded in :meth:`settings`, so
+    dictionaries built with other options have other fingerprints.
 
     Example:
         >>> small, report = compress(model, evaluator, target=0.5, input_shape=(1, 1, 8, 8),
@@ -52,6 +81,9 @@ class FilterPruning(GroupPruning):
         criterion: str | Criterion | None = None,
         data: Iterable[Any] | None = None,
         num_samples: int = 64,
+        policy: str = "average",
+        layer_norm: str = "tss_norm",
+        group_policy: str = "count",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -62,6 +94,9 @@ class FilterPruning(GroupPruning):
         self.name = f"filter_pruning_{label}"  # type: ignore[misc]
         self.data = data
         self.num_samples = check_positive_int(num_samples, "num_samples", owner)
+        self.policy: str = check(policy, POLICIES, "policy", owner)
+        self.layer_norm: str = check(layer_norm, LAYER_NORMS, "layer_norm", owner)
+        self.group_policy: str = check(group_policy, GROUP_POLICIES, "group_policy", owner)
 
     @property
     def uses_data(self) -> bool:
@@ -69,7 +104,11 @@ class FilterPruning(GroupPruning):
         return bool(getattr(self.criterion, "needs_data", False))
 
     def settings(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
+        found: dict[str, Any] = {
+            "policy": self.policy,
+            "layer_norm": self.layer_norm,
+            "group_policy": self.group_policy,
+        }
         if not self._registered_criterion:
             # An unregistered callable: its code, not its (possibly shared) name.
             found["criterion"] = callable_identity(self.criterion)
@@ -130,13 +169,49 @@ class FilterPruning(GroupPruning):
                 features = inputs[:, offset : offset + width]
         return ChannelEvidence(weights=weights, features=features)
 
+    def channel_importance(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup
+    ) -> torch.Tensor:
+        """One importance per channel of ``group``: the criterion on each tied layer's
+        weights, combined by :attr:`policy` (float64)."""
+        view = graph.view if graph.view is not None else model
+        found = self.evidence(model, graph, group)
+        rows = found.weights
+        if self.policy == "backward":
+            # Channels no layer's weights read (attention's q and k): their producers'.
+            rows = tuple(consumer_rows(view, graph, group)) or rows
+        how = "sum" if self.policy == "sum" else "average"
+        return combine(
+            [self.criterion(ChannelEvidence((w,), found.features)).cpu() for w in rows], how
+        )
+
+    def part_scores(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup
+    ) -> torch.Tensor:
+        """The group's scores as ``[rows, channels per part]``, by :attr:`group_policy`: a
+        row per part (``"count"``: each part ranked alone) or one row of positions shared
+        by every part; a group not split into parts is one row."""
+        return part_scores(
+            self.channel_importance(model, graph, group), group.parts, self.group_policy
+        )
+
+    def threshold_scores(
+        self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup
+    ) -> torch.Tensor:
+        """:meth:`part_scores` rescaled by :attr:`layer_norm`, comparable across layers."""
+        return normalize(self.part_scores(model, graph, group), self.layer_norm)
+
     def rank_channels(
         self, model: nn.Module, graph: DependencyGraph, group: ChannelGroup, name: str
     ) -> list[int]:
-        importance = self.criterion(self.evidence(model, graph, group))
+        scores = self.part_scores(model, graph, group)
         # Stable sort, so ties keep the lower channel index (deterministic).
-        order = torch.sort(importance.detach().cpu().double(), descending=True, stable=True)
-        return order.indices.tolist()
+        order = torch.sort(scores.reshape(-1), descending=True, stable=True).indices.tolist()
+        if scores.shape[0] == group.parts:
+            return order
+        # One row of positions: position j of every part, so each part loses the same ones.
+        per = group.size // group.parts
+        return [part * per + j for j in order for part in range(group.parts)]
 
 
 class IndexPruning(FilterPruning):
@@ -242,6 +317,42 @@ def producer_rows(
             width = segment.size * segment.block
             if segment.group == group.id:
                 rows.append(weight[offset : offset + width])
+            offset += width
+    return rows
+
+
+def consumer_rows(
+    view: nn.Module, graph: DependencyGraph, group: ChannelGroup
+) -> list[torch.Tensor]:
+    """Each consumer's weights reading the group's channels, one row per channel (the
+    ``policy="backward"`` evidence): a conv's input columns (for a grouped conv, those of
+    the channel's own conv group), a Linear's columns of the channel's block of features."""
+    rows = []
+    for consumer in group.consumers:
+        use = graph.modules[consumer]
+        weight = weight_of(view.get_submodule(consumer)).detach()
+        columns = weight.reshape(weight.shape[0], weight.shape[1], -1)  # [out, in, taps]
+        offset = 0
+        for segment in use.inputs:
+            width = segment.size * segment.block
+            if segment.group == group.id:
+                if use.groups > 1:  # one segment (the graph refuses concatenated inputs)
+                    fan_in, fan_out = columns.shape[1], columns.shape[0] // use.groups
+                    rows.append(
+                        torch.stack(
+                            [
+                                columns[
+                                    c // fan_in * fan_out : (c // fan_in + 1) * fan_out, c % fan_in
+                                ]
+                                for c in range(segment.size)
+                            ]
+                        ).reshape(segment.size, -1)
+                    )
+                else:
+                    block = columns[:, offset : offset + width].reshape(
+                        columns.shape[0], segment.size, segment.block * columns.shape[2]
+                    )
+                    rows.append(block.transpose(0, 1).reshape(segment.size, -1))
             offset += width
     return rows
 

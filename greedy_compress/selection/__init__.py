@@ -33,7 +33,11 @@ from greedy_compress.selection.manual import (
 )
 from greedy_compress.selection.max_drop import MaxDrop, check_max_drop
 from greedy_compress.selection.options import LayerOption, fit_options, layer_options, non_monotone
-from greedy_compress.selection.recommend import recommend_slamp, recommend_vbmf
+from greedy_compress.selection.recommend import (
+    recommend_global_threshold,
+    recommend_slamp,
+    recommend_vbmf,
+)
 from greedy_compress.selection.refine import Refinement, refine_two_level, with_measured
 from greedy_compress.selection.repair import RepairResult, RepairStep, repair_selection
 from greedy_compress.selection.selection import (
@@ -87,6 +91,7 @@ __all__ = [
     "non_monotone",
     "predicted_score",
     "reachable_ratio",
+    "recommend_global_threshold",
     "recommend_slamp",
     "recommend_vbmf",
     "refine_two_level",

@@ -23,8 +23,10 @@ class ChannelEvidence:
     """Everything known about one channel group's channels.
 
     Attributes:
-        weights: each producing layer's filters, one row per channel (``[channels, -1]``);
-            several when a residual add ties the channels of several layers.
+        weights: each producing layer's filters, one row per channel (``[channels, -1]``).
+            :class:`~greedy_compress.schemes.FilterPruning` asks once per layer a residual
+            add ties (or, with ``policy="backward"``, per layer reading the channels: its
+            input columns) and combines the answers by its ``policy``.
         features: the channels' feature maps on sample data (``[samples, channels, ...]``),
             given only to criteria registered with ``needs_data=True``.
     """
