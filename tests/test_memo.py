@@ -100,3 +100,19 @@ def test_a_plain_callable_under_inference_mode_gets_the_same_scores():
     fast = build_eval_scores(model, PlainAccuracy(data, inference=True), **options)
     for name, layer in plain.layers.items():
         assert [e.score for e in fast.layers[name].entries] == [e.score for e in layer.entries]
+
+
+def test_a_layer_scored_at_one_candidate_skips_the_memo_and_keeps_its_score(monkeypatch):
+    from greedy_compress.dictionary.suffix.memo import FrontMemo
+
+    model, data = make_model("resnet"), make_data()
+    options = dict(scheme="weight_svd", candidates=[0.5], input_shape=SHAPE, progress=False)
+    plain = build_eval_scores(model, PlainAccuracy(data), fast=False, **options)
+    entered: list[object] = []
+    layer = FrontMemo.layer
+    monkeypatch.setattr(
+        FrontMemo, "layer", lambda self, names: entered.append(names) or layer(self, names)
+    )
+    fast = build_eval_scores(model, PlainAccuracy(data), **options)
+    assert entered == []  # nothing to share a front with: no trace, no copies of its values
+    assert fast == plain  # the same dictionary, entry for entry

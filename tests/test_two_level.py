@@ -20,6 +20,7 @@ from greedy_compress.errors import InvalidParameterError
 from greedy_compress.model.statistics import Calibration
 from greedy_compress.schemes import WeightSVD
 from greedy_compress.selection.end_to_end import check_end_to_end
+from greedy_compress.selection.refine import refine_two_level
 
 SHAPE = (1, 1, 8, 8)
 RATIOS = [0.1, 0.2, 0.35, 0.5, 0.7, 0.9]
@@ -127,7 +128,9 @@ def test_a_two_level_selection_checked_end_to_end_scores_what_it_says(built):
     selection, check = check_end_to_end(
         model, evaluator, two, target=0.5, top=2, max_evaluations=4, scheme=scheme
     )
-    assert check.evaluations == evaluator.calls <= 4
+    assert check.refinement is not None and check.trusted
+    assert check.evaluations + len(check.refinement.measured) == evaluator.calls
+    assert check.evaluations <= 4
     assert check.final_score == max(t.score for t in check.tried)
     assert all(t.predicted_ratio <= 0.5 + 1e-9 for t in check.tried)
     optimum = gc.select(two, target=0.5)
@@ -162,3 +165,52 @@ def test_two_level_needs_calibration_data_before_any_evaluation(trained_demo):
             model, lambda m: calls.append(1) or 1.0, scheme="weight_svd", input_shape=SHAPE
         )
     assert calls == []
+
+
+def _real(model, scheme, evaluator, selection):
+    return evaluator.inner(gc.apply_selection(model, selection, scheme=scheme))
+
+
+def test_refining_at_an_aggressive_target_lands_near_the_exact_dictionarys_selection(built):
+    model, data, scheme, exact, _, two, _ = built
+    evaluator = Counting(data)
+    refined, how = refine_two_level(model, evaluator, two, target=0.3, scheme=scheme)
+    assert how.converged and evaluator.calls == len(how.measured) > 0
+    optimum = gc.select(refined, target=0.3)
+    for name, choice in optimum.choices.items():  # the optimum rests on measured scores
+        entry = next(e for e in refined.layers[name].entries if e.rank == choice.rank)
+        truth = next(e for e in exact.layers[name].entries if e.rank == choice.rank)
+        assert entry.measured and entry.score == pytest.approx(truth.score)
+    assert refined.predicted == two.predicted - len(set(how.measured))
+    exact_score = _real(model, scheme, evaluator, gc.select(exact, target=0.3))
+    refined_score = _real(model, scheme, evaluator, optimum)
+    # validation loss (nats): within 0.05 of what the exact dictionary's optimum reaches
+    assert refined_score >= exact_score - 0.05, (refined_score, exact_score)
+
+
+def test_a_refinement_out_of_budget_is_flagged_not_trusted(built):
+    model, data, scheme, _, _, two, _ = built
+    evaluator = Counting(data)
+    _, how = refine_two_level(model, evaluator, two, target=0.3, scheme=scheme, max_measurements=1)
+    assert not how.converged and len(how.measured) == 1
+    with pytest.warns(RuntimeWarning, match="still rests on predicted scores"):
+        _, check = check_end_to_end(
+            model,
+            evaluator,
+            two,
+            target=0.3,
+            top=1,
+            max_evaluations=1,
+            max_measurements=1,
+            scheme=scheme,
+        )
+    assert not check.trusted and check.to_dict()["trusted"] is False
+    assert "NOT converged" in check.to_text()
+
+
+def test_refining_with_the_plain_scheme_is_refused_before_any_evaluation(built):
+    model, data, _, _, _, two, _ = built
+    evaluator = Counting(data)
+    with pytest.raises(InvalidParameterError, match="the data-aware scheme the dictionary"):
+        refine_two_level(model, evaluator, two, target=0.3)
+    assert evaluator.calls == 0

@@ -100,8 +100,11 @@ class LayerScorer:
         values: dict[int, Any] = {}
         jobs = {rank: factorization.replacements(name, rank) for rank in ranks[:1]}
         names = [n for modules in jobs.values() for n in modules]
+        # One candidate has nothing to share its front with: tracing the cut and copying the
+        # front's values would only cost time (the two-level build scores one probe per call).
+        memo = self.memo if names and len(ranks) > 1 else None
         with contextlib.ExitStack() as stack:
-            run = stack.enter_context(self.memo.layer(names)) if self.memo and names else None
+            run = stack.enter_context(memo.layer(names)) if memo is not None else None
             for rank in ranks:
                 modules = jobs.pop(rank, None) or factorization.replacements(name, rank)
                 with swapped(self.model, modules):

@@ -38,6 +38,7 @@ from greedy_compress.selection.recommend import (
     recommend_slamp,
     recommend_vbmf,
 )
+from greedy_compress.selection.refine import Refinement, refine_two_level, with_measured
 from greedy_compress.selection.repair import RepairResult, RepairStep, repair_selection
 from greedy_compress.selection.selection import (
     LayerChoice,
@@ -65,6 +66,7 @@ __all__ = [
     "LayerChoice",
     "LayerOption",
     "MaxDrop",
+    "Refinement",
     "RepairResult",
     "RepairStep",
     "Selection",
@@ -92,7 +94,9 @@ __all__ = [
     "recommend_global_threshold",
     "recommend_slamp",
     "recommend_vbmf",
+    "refine_two_level",
     "register_solver",
     "repair_selection",
     "selection_ratio",
+    "with_measured",
 ]

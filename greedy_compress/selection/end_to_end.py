@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from greedy_compress._util.constraints import check_open_unit, check_positive_in
 from greedy_compress._util.progress import progress_bar
 from greedy_compress.dictionary import EvalScores, Evaluator, run_evaluator
 from greedy_compress.schemes import Scheme, build_compressed
+from greedy_compress.selection.refine import Refinement, refine_two_level
 from greedy_compress.selection.repair import RepairStep, repair_selection
 from greedy_compress.selection.selection import Selection, layer_schemes, predicted_score
 from greedy_compress.selection.solvers import Solver, get_solver
@@ -65,6 +67,8 @@ class EndToEndCheck:
         evaluations: how many models were evaluated.
         predicted: how many of the dictionary's entries were predicted, not measured.
         moves: the local moves (as :class:`~greedy_compress.selection.repair.RepairStep`).
+        refinement: for a two-level dictionary, the predicted scores measured first
+            (:func:`~greedy_compress.selection.refine.refine_two_level`); None otherwise.
     """
 
     tried: list[SelectionTried]
@@ -72,6 +76,13 @@ class EndToEndCheck:
     evaluations: int
     predicted: int
     moves: list[RepairStep] = field(default_factory=list)
+    refinement: Refinement | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """False when the selections checked rest on predicted scores the refinement could
+        not measure within its budget: the solver may have been misled."""
+        return self.refinement is None or self.refinement.converged
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
@@ -81,6 +92,8 @@ class EndToEndCheck:
             "evaluations": self.evaluations,
             "predicted": self.predicted,
             "moves": [m.to_dict() for m in self.moves],
+            "refinement": None if self.refinement is None else self.refinement.to_dict(),
+            "trusted": self.trusted,
         }
 
     def to_text(self) -> str:
@@ -89,6 +102,11 @@ class EndToEndCheck:
             f"end-to-end check: {self.evaluations} evaluations, best score "
             f"{self.final_score:.4f} ({self.predicted} dictionary scores predicted)"
         ]
+        if self.refinement is not None:
+            lines.append(
+                f"  refined first: {len(self.refinement.measured)} predicted scores measured"
+                + ("" if self.trusted else "; NOT converged: the selection may be misled")
+            )
         for tried in self.tried:
             guess = "-" if tried.predicted_score is None else f"{tried.predicted_score:.4f}"
             lines.append(f"  score {tried.score:.4f} (predicted {guess})  {tried.label}")
@@ -140,6 +158,7 @@ def check_end_to_end(
     solver: str | Solver = "knapsack",
     top: int = 3,
     max_evaluations: int = 10,
+    max_measurements: int = 48,
     scheme: str | Scheme | None = None,
     example_input: torch.Tensor | None = None,
     progress: bool = False,
@@ -154,14 +173,18 @@ def check_end_to_end(
         target: fraction of the model's cost to keep, in (0, 1).
         solver: the solver whose optimum and near-optima are checked.
         top: how many full selections to evaluate before the local moves.
-        max_evaluations: most models to evaluate in all.
+        max_evaluations: most models to evaluate end to end.
+        max_measurements: with a two-level dictionary, most predicted single-layer scores
+            to measure first where they decide the optimum
+            (:func:`~greedy_compress.selection.refine.refine_two_level`; not counted in
+            ``max_evaluations``).
         scheme: the scheme instance to build with (a configured or data-aware one).
         example_input: a tensor the model accepts (default: zeros of the dictionary's shape).
         progress: show a progress bar.
 
     Returns:
         The selection with the best real score (``details["end_to_end"]`` holds it) and an
-        :class:`EndToEndCheck`.
+        :class:`EndToEndCheck` (a RuntimeWarning when it is not ``trusted``).
     """
     target = check_open_unit(target, "target", _OWNER)
     top = check_positive_int(top, "top", _OWNER)
@@ -169,8 +192,23 @@ def check_end_to_end(
     solver = get_solver(solver, _OWNER)
     if example_input is None:
         example_input = scores.example_input(like=model)
+    max_measurements = check_positive_int(max_measurements, "max_measurements", _OWNER)
     optimum = solver.solve(scores, target=target)
     layer_schemes(optimum.choices, optimum.scheme, scheme=scheme, owner=_OWNER)  # fail fast
+    refinement = None
+    if scores.predicted:
+        scores, refinement = refine_two_level(
+            model,
+            evaluator,
+            scores,
+            target=target,
+            scheme=scheme,
+            solver=solver,
+            max_measurements=max_measurements,
+            example_input=example_input,
+            progress=progress,
+        )
+        optimum = solver.solve(scores, target=target)
     tried: list[SelectionTried] = []
     best: tuple[float, Selection] | None = None
     with progress_bar(total=top, desc="end-to-end", enabled=progress) as bar:
@@ -222,5 +260,13 @@ def check_end_to_end(
         **chosen.details,
         "end_to_end": {"score": score, "evaluations": evaluations, "predicted": scores.predicted},
     }
-    check = EndToEndCheck(tried, score, evaluations, scores.predicted, moves)
+    check = EndToEndCheck(tried, score, evaluations, scores.predicted, moves, refinement)
+    if not check.trusted:
+        warnings.warn(
+            f"check_end_to_end: the optimum for target {target} still rests on predicted "
+            f"scores after measuring {max_measurements}; its selection may be misled (raise "
+            "max_measurements, or build the exact dictionary).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return dataclasses.replace(chosen, details=details), check
