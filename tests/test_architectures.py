@@ -32,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # first block: a 1x1 projection tied to its own input by the residual add) targets every
 # original output while the layer keeps half: a crash (schemes/channel_pruning.py), not a
 # wrong model. Strict: these fail the suite once the refit handles it.
-KNOWN_FAILURES = {("mobilenet_v3", "channel_pruning")}
+KNOWN_FAILURES: set[tuple[str, str]] = set()
 
 
 def _cases(keys, schemes) -> list:
@@ -227,3 +227,16 @@ def test_maxvit_block_and_grid_attention_prune_down_to_one_token_windows():
     assert small.blocks[1].grid_attention.attn.relative_position_bias_table.shape[1] == 4
     measured = count_macs(small, example) / count_macs(model, example)
     assert measured == pytest.approx(selection.predicted_ratio, abs=1e-12) and measured < 1
+
+
+def test_channel_pruning_refuses_a_layer_whose_outputs_are_tied_to_its_own_inputs():
+    # MobileNetV3's first block has no expansion: the residual add ties the projection's
+    # output channels, through the depthwise conv, to its own input channels. Refitting its
+    # outputs while pruning its inputs crashed; it is refused by name and the rest prunes.
+    from greedy_compress import available_layers
+
+    model = _model("mobilenet_v3").eval()
+    scheme = get_scheme("channel_pruning").with_data(DATA)
+    listing = available_layers(model, scheme=scheme, input_shape=SHAPE)
+    tied = [n for n, why in listing.skipped.items() if "tied to its own input" in why]
+    assert tied and listing.layers

@@ -172,6 +172,12 @@ class ChannelPruning(GroupPruning):
             return None, f"its input channels are {group.blocked}"
         if group.size // group.parts < 2:
             return None, "it has a single input channel" + (" per head" if group.parts > 1 else "")
+        if name in group.producers or name in group.carriers:
+            return None, (
+                "its output channels are tied to its own input channels (by a residual add "
+                "through a depthwise conv), so the refit cannot keep its outputs; "
+                "filter pruning prunes those channels"
+            )
         owner = next((c for c in group.consumers if graph.in_model(c)), name)
         if owner != name:
             return None, (
