@@ -28,10 +28,9 @@ ATTENTION = ("vit", "vit_hand", "swin")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-# Channel pruning's refit of a layer that reads the channels it also produces (MobileNetV3's
-# first block: a 1x1 projection tied to its own input by the residual add) targets every
-# original output while the layer keeps half: a crash (schemes/channel_pruning.py), not a
-# wrong model. Strict: these fail the suite once the refit handles it.
+# (block, scheme) pairs known to stop with a RuntimeError (a crash, never a wrong model),
+# marked strict xfail so the suite fails once they work. None now: MobileNetV3's first
+# block crashed channel pruning's refit until that layer was refused (the test below).
 KNOWN_FAILURES: set[tuple[str, str]] = set()
 
 
