@@ -42,11 +42,28 @@ __all__ = [
     "InputMoment",
     "collect_moments",
     "model_hash",
+    "padded_conv_input",
     "unfold_patches",
 ]
 
 DEFAULT_MAX_FEATURES = 2304  # 256 channels x 3x3: a 42 MB float64 matrix
 _FORMAT = "greedy-compress/layer-statistics"
+
+
+def padded_conv_input(
+    layer: nn.Module, inputs: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """A conv's input padded as the conv pads it, as a 2-d map (a Conv1d's gets a height
+    of 1), with the kernel size, stride and dilation in two dims."""
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        raise TypeError(f"{type(layer).__name__} is not a Linear, Conv1d or Conv2d")
+    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    # torch keeps the amounts per side here, also for padding="same" / "valid"
+    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
+    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    if isinstance(layer, nn.Conv1d):
+        return padded.unsqueeze(2), (1, *kernel), (1, *stride), (1, *dilation)
+    return padded, tuple(kernel), tuple(stride), tuple(dilation)
 
 
 def unfold_patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -63,15 +80,7 @@ def unfold_patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """
     if isinstance(layer, nn.Linear):
         return inputs.reshape(-1, inputs.shape[-1])
-    if not isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        raise TypeError(f"{type(layer).__name__} is not a Linear, Conv1d or Conv2d")
-    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    # torch keeps the amounts per side here, also for padding="same" / "valid"
-    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
-    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    if isinstance(layer, nn.Conv1d):
-        padded = padded.unsqueeze(2)
-        kernel, stride, dilation = (1, *kernel), (1, *stride), (1, *dilation)
+    padded, kernel, stride, dilation = padded_conv_input(layer, inputs)
     columns = functional.unfold(padded, kernel, dilation=dilation, stride=stride)
     return columns.transpose(1, 2).reshape(-1, columns.shape[1])
 

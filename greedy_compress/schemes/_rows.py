@@ -11,39 +11,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from greedy_compress.model.modes import eval_mode
+from greedy_compress.model.statistics import padded_conv_input, unfold_patches
 
 __all__ = ["design_matrix", "design_rows", "sampled_rows"]
 
 
-def design_matrix(layer: nn.Module, inputs: torch.Tensor, block: int = 1) -> torch.Tensor:
-    """Rows of what ``layer`` multiplies by its weight: ``[positions, in_channels * k]``.
-
-    Columns are channel-major (all of channel 0's kernel taps, then channel 1's, ...), like
-    ``layer.weight.reshape(out, -1)``; ``layer(x) = design @ W.T + bias`` row by row.
-
-    Example:
-        >>> conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
-        >>> x = torch.randn(1, 2, 4, 4)
-        >>> d = design_matrix(conv, x)
-        >>> torch.allclose(d @ conv.weight.reshape(3, -1).T,
-        ...                conv(x).permute(0, 2, 3, 1).reshape(-1, 3), atol=1e-5)
-        True
-    """
-    if isinstance(layer, nn.Linear):
-        return inputs.reshape(-1, inputs.shape[-1])
-    assert isinstance(layer, (nn.Conv1d, nn.Conv2d))
-    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
-    if isinstance(layer, nn.Conv1d):
-        padded = padded.unsqueeze(2)
-        kernel, stride, dilation = (1, *layer.kernel_size), (1, *layer.stride), (1, *layer.dilation)
-    else:
-        kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    columns = functional.unfold(padded, kernel, dilation=dilation, stride=stride)
-    return columns.transpose(1, 2).reshape(-1, columns.shape[1])
+def design_matrix(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Rows of what ``layer`` multiplies by its weight, one per output position: the
+    statistics pass's :func:`~greedy_compress.model.statistics.unfold_patches` (columns
+    channel-major, ``layer(x) = design @ W.T + bias`` row by row)."""
+    return unfold_patches(layer, inputs)
 
 
 def design_rows(layer: nn.Module, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -58,14 +37,7 @@ def design_rows(layer: nn.Module, inputs: torch.Tensor, rows: torch.Tensor) -> t
     """
     if isinstance(layer, nn.Linear):
         return inputs.reshape(-1, inputs.shape[-1])[rows]
-    assert isinstance(layer, (nn.Conv1d, nn.Conv2d))
-    padding_mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-    padded = functional.pad(inputs, layer._reversed_padding_repeated_twice, mode=padding_mode)
-    if isinstance(layer, nn.Conv1d):
-        padded = padded.unsqueeze(2)
-        kernel, stride, dilation = (1, *layer.kernel_size), (1, *layer.stride), (1, *layer.dilation)
-    else:
-        kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    padded, kernel, stride, dilation = padded_conv_input(layer, inputs)
     sizes = [
         (padded.shape[2 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in (0, 1)
     ]
