@@ -21,7 +21,7 @@ from greedy_compress._util.constraints import Constraint, Interval, bad_paramete
 from greedy_compress._util.registry import Registry
 from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.config_list import ConfigList, ConfigSpec, resolve_config_list
-from greedy_compress.model.mask import model_masks, set_mask
+from greedy_compress.model.mask import keep_largest, model_masks, set_mask
 from greedy_compress.model.modules import weight_of
 
 __all__ = [
@@ -46,13 +46,7 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
         tensor([[1., 0.],
                 [1., 0.]])
     """
-    flat = weight.detach().abs().reshape(-1)
-    count = round(sparsity * flat.numel())
-    mask = torch.ones_like(flat)
-    if count:
-        order = torch.sort(flat.double(), stable=True).indices
-        mask[order[:count]] = 0
-    return mask.reshape(weight.shape)
+    return keep_largest(weight, weight.numel() - round(sparsity * weight.numel()))
 
 
 class Pruner:

@@ -15,10 +15,29 @@ from torch.nn.utils import parametrize
 __all__ = [
     "WeightMask",
     "bake_parametrizations",
+    "keep_largest",
     "masked_originals",
     "model_masks",
     "set_mask",
 ]
+
+
+def keep_largest(weight: torch.Tensor, kept: int) -> torch.Tensor:
+    """A 0/1 mask of ``weight``'s shape keeping exactly its ``kept`` entries of largest
+    magnitude (ties: the lower index is zeroed first).
+
+    Example:
+        >>> keep_largest(torch.tensor([[0.5, -2.0], [1.0, 0.1]]), 2)
+        tensor([[0., 1.],
+                [1., 0.]])
+    """
+    flat = weight.detach().abs().reshape(-1)
+    count = flat.numel() - kept
+    mask = torch.ones_like(flat)
+    if count:
+        order = torch.sort(flat.double(), stable=True).indices
+        mask[order[:count]] = 0
+    return mask.reshape(weight.shape)
 
 
 class WeightMask(nn.Module):

@@ -32,12 +32,12 @@ from torch import nn
 
 from greedy_compress.model.bits import FLOAT_BITS
 from greedy_compress.model.cost import Cost, CostMetric
-from greedy_compress.model.mask import set_mask
+from greedy_compress.model.mask import keep_largest, set_mask
 from greedy_compress.model.profile import LayerInfo
 from greedy_compress.model.sparse_storage import stored_weight_bytes, stores_sparse
 from greedy_compress.schemes._base import Factorization, Scheme
 
-__all__ = ["UnstructuredSparsity", "magnitude_mask", "weight_shape"]
+__all__ = ["UnstructuredSparsity", "weight_shape"]
 
 _VALUE_BYTES = FLOAT_BITS // 8
 
@@ -54,28 +54,13 @@ def weight_shape(layer: LayerInfo) -> tuple[int, ...]:
     return (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel_size)
 
 
-def magnitude_mask(weight: torch.Tensor, kept: int) -> torch.Tensor:
-    """A 0/1 mask of ``weight``'s shape keeping exactly its ``kept`` largest entries by
-    absolute value (the first by position among equal ones).
-
-    Example:
-        >>> magnitude_mask(torch.tensor([[0.5, -2.0], [1.0, 0.1]]), 2)
-        tensor([[0., 1.],
-                [1., 0.]])
-    """
-    order = torch.argsort(weight.detach().abs().reshape(-1), descending=True, stable=True)
-    mask = torch.zeros(weight.numel(), dtype=weight.dtype, device=weight.device)
-    mask[order[:kept]] = 1
-    return mask.reshape(weight.shape)
-
-
 class _SparsityFactorization(Factorization):
     def __init__(self, module: nn.Module) -> None:
         self.module = module
 
     def build(self, rank: int) -> nn.Module:
         layer = copy.deepcopy(self.module)
-        set_mask(layer, magnitude_mask(cast(torch.Tensor, layer.weight), rank))
+        set_mask(layer, keep_largest(cast(torch.Tensor, layer.weight), rank))
         return layer
 
 
