@@ -12,7 +12,6 @@ rank's part) is written atomically after every pass, so an interrupted build res
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -184,11 +183,6 @@ def build_eval_scores(
     # One evaluation before anything else: it proves the evaluator works, and its score and
     # data digest say whether a saved dictionary was made with the same evaluator and data.
     baseline, data = evaluate_baseline(evaluator, model)
-    if not math.isfinite(baseline):
-        raise GreedyCompressError(
-            f"The evaluator returned {baseline!r} for the uncompressed model; "
-            "the baseline score must be a finite number."
-        )
     fingerprint = plan.fingerprint(model, evaluator, data)
     if path is not None and path.exists() and data is None and declared_name(evaluator) is None:
         warnings.warn(

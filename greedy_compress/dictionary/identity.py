@@ -20,6 +20,7 @@ from torch.utils._pytree import tree_leaves
 
 from evaluators import BatchEvaluator
 from greedy_compress.dictionary.evaluator import Evaluator, as_score, run_evaluator
+from greedy_compress.errors import GreedyCompressError
 from greedy_compress.model.modes import eval_mode
 
 __all__ = ["batch_digest", "evaluate_baseline", "fast_batch_evaluator"]
@@ -67,11 +68,25 @@ def evaluate_baseline(evaluator: Evaluator, model: nn.Module) -> tuple[float, st
     stream (one pass over the data); one with its own ``__call__`` is called as is, its
     batches hashed in a separate pass without the model.
 
+    Raises:
+        GreedyCompressError: the score is not a finite number (nothing can be compared
+            with it).
+
     Example:
         >>> score, data = evaluate_baseline(evaluator, model)
         >>> score == evaluator(model), data == batch_digest(evaluator.batches(model))
         (True, True)
     """
+    baseline, digest = _score_and_digest(evaluator, model)
+    if not math.isfinite(baseline):
+        raise GreedyCompressError(
+            f"The evaluator returned {baseline!r} for the uncompressed model; "
+            "the baseline score must be a finite number."
+        )
+    return baseline, digest
+
+
+def _score_and_digest(evaluator: Evaluator, model: nn.Module) -> tuple[float, str | None]:
     if not isinstance(evaluator, BatchEvaluator):
         return run_evaluator(evaluator, model), None
     if not fast_batch_evaluator(evaluator):

@@ -44,7 +44,7 @@ from greedy_compress.dictionary.scoring import LayerScorer
 from greedy_compress.dictionary.settings import BuildOptions, BuildSettings
 from greedy_compress.dictionary.sharing import check_scores_path, check_writable
 from greedy_compress.dictionary.suffix import default_workers
-from greedy_compress.errors import GreedyCompressError, ScoresMismatchError
+from greedy_compress.errors import ScoresMismatchError
 from greedy_compress.model.statistics import Calibration
 from greedy_compress.schemes import (
     Candidate,
@@ -224,11 +224,6 @@ def build_two_level_scores(
         check_writable(path)  # before any evaluation: nothing computed is then lost
 
     baseline, digest = evaluate_baseline(evaluator, model)
-    if not math.isfinite(baseline):
-        raise GreedyCompressError(
-            f"The evaluator returned {baseline!r} for the uncompressed model; "
-            "the baseline score must be a finite number."
-        )
     base = plan.fingerprint(model, evaluator, digest)
     fingerprint = {**base, "two_level": {"probes": probes, **calibration.settings()}}
     known: dict[tuple[str, int], float | None] = {}
